@@ -1,0 +1,19 @@
+//! The model of Tessera's metadata as plain data: object and field definitions, field types,
+//! name rules, the immutable `Registry` snapshot, typed record values with their coercion and
+//! validation rules, and the filter/sort model of record queries. No I/O, no async, no SQL.
+
+mod error;
+mod field;
+mod names;
+mod object;
+mod query;
+mod registry;
+mod value;
+
+pub use error::{FieldIssue, IssueCode, MetadataError};
+pub use field::{FieldDefinition, FieldType, PicklistOption, TypeChange};
+pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
+pub use object::ObjectDefinition;
+pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
+pub use registry::{Registry, ReverseRelation};
+pub use value::{Value, format_decimal, parse_decimal};

@@ -1,0 +1,100 @@
+//! Object definitions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldDefinition, FieldName, MetadataError, ObjectName, camel_case, pascal_case};
+
+/// An admin-defined object: its names, labels and fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectDefinition {
+    pub name: ObjectName,
+    pub plural_name: ObjectName,
+    pub label: String,
+    pub plural_label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<FieldDefinition>,
+}
+
+/// Most fields one object may have: keeps rows and generated types a sane size.
+pub const MAX_FIELDS: usize = 400;
+
+impl ObjectDefinition {
+    pub fn field(&self, name: &str) -> Option<&FieldDefinition> {
+        self.fields.iter().find(|f| f.name.as_str() == name)
+    }
+
+    pub fn field_mut(&mut self, name: &str) -> Option<&mut FieldDefinition> {
+        self.fields.iter_mut().find(|f| f.name.as_str() == name)
+    }
+
+    /// Finds a field by its GraphQL name (`closeDate`).
+    pub fn field_by_graphql(&self, name: &str) -> Option<&FieldDefinition> {
+        self.fields.iter().find(|f| f.graphql_name() == name)
+    }
+
+    pub fn table(&self) -> String {
+        self.name.table()
+    }
+
+    /// The GraphQL type name (`SalesOrder`).
+    pub fn type_name(&self) -> String {
+        pascal_case(self.name.as_str())
+    }
+
+    /// The single-record query field (`salesOrder`).
+    pub fn single_field(&self) -> String {
+        camel_case(self.name.as_str())
+    }
+
+    /// The list query field (`salesOrders`).
+    pub fn plural_field(&self) -> String {
+        camel_case(self.plural_name.as_str())
+    }
+
+    /// Checks labels and every field, and that no two fields share a column or GraphQL name.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if self.name == self.plural_name {
+            return Err(MetadataError::Invalid(format!("pluralName must differ from name `{}`", self.name)));
+        }
+        for (what, label) in [("label", &self.label), ("pluralLabel", &self.plural_label)] {
+            if label.trim().is_empty() || label.chars().count() > 120 {
+                return Err(MetadataError::Invalid(format!(
+                    "object `{}`: {what} must have 1 to 120 characters",
+                    self.name
+                )));
+            }
+        }
+        if self.fields.len() > MAX_FIELDS {
+            return Err(MetadataError::Invalid(format!("object `{}` may have at most {MAX_FIELDS} fields", self.name)));
+        }
+        let mut columns = std::collections::HashMap::new();
+        let mut gql = std::collections::HashMap::new();
+        for system in crate::SYSTEM_FIELDS {
+            columns.insert(system.to_string(), system.to_string());
+            gql.insert(camel_case(system), system.to_string());
+        }
+        for f in &self.fields {
+            f.validate()?;
+            let mut gql_names = vec![f.graphql_name()];
+            if f.field_type == crate::FieldType::Lookup {
+                gql_names.push(f.graphql_id_name());
+            }
+            if let Some(other) = columns.insert(f.column(), f.name.to_string()) {
+                return Err(clash(&f.name, &other));
+            }
+            for g in gql_names {
+                if let Some(other) = gql.insert(g, f.name.to_string()) {
+                    return Err(clash(&f.name, &other));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn clash(field: &FieldName, other: &str) -> MetadataError {
+    MetadataError::Conflict(format!("field `{field}` clashes with `{other}`: both map to the same column or API name"))
+}

@@ -1,0 +1,77 @@
+//! The model of a record query: filters and sort keys, independent of GraphQL and SQL.
+
+use crate::Value;
+
+/// A comparison applied to one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterOp {
+    Eq(Value),
+    Neq(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    Gt(Value),
+    Gte(Value),
+    Lt(Value),
+    Lte(Value),
+    Like(String),
+    ILike(String),
+    StartsWith(String),
+    EndsWith(String),
+    IsNull(bool),
+}
+
+/// A boolean condition over records of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// `column op value`; `column` is a physical column (system or field column).
+    Column {
+        column: String,
+        op: FilterOp,
+    },
+    /// A condition on the record a lookup points to.
+    Related {
+        column: String,
+        target: crate::ObjectName,
+        filter: Box<Filter>,
+    },
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullsOrder {
+    First,
+    Last,
+}
+
+/// One key of a multi-key sort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderKey {
+    pub column: String,
+    pub direction: SortDirection,
+    pub nulls: NullsOrder,
+}
+
+impl OrderKey {
+    /// The same key walked the other way (for `last`/`before` pages).
+    pub fn reversed(&self) -> OrderKey {
+        OrderKey {
+            column: self.column.clone(),
+            direction: match self.direction {
+                SortDirection::Asc => SortDirection::Desc,
+                SortDirection::Desc => SortDirection::Asc,
+            },
+            nulls: match self.nulls {
+                NullsOrder::First => NullsOrder::Last,
+                NullsOrder::Last => NullsOrder::First,
+            },
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Migrations of Tessera's own system tables (`sys_*`): the metadata store, users, sessions and
+//! API tokens, the audit log and auto-number sequences. Admin-defined objects are never migrated
+//! here; the platform derives their DDL from metadata at run time.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_system_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_system_tables::Migration)]
+    }
+}

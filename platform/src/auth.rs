@@ -1,0 +1,116 @@
+//! Authentication: argon2 password hashes, random bearer tokens stored as SHA-256 hashes, and
+//! the first admin account.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::graphql::Caller;
+use crate::store::{AuditEntry, NewUser, Store, StoreError, TokenKind};
+
+/// Sessions from `POST /auth/login` last this long.
+const SESSION_HOURS: i64 = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong email or password")]
+    BadCredentials,
+    #[error("missing or invalid bearer token")]
+    Unauthenticated,
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> AuthError {
+        tracing::error!(error = %e, "auth store failure");
+        AuthError::Internal
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let salt = SaltString::encode_b64(&bytes).map_err(|_| AuthError::Internal)?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| AuthError::Internal)
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A new random token (256 bits) and the hash under which it is stored.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("tsr_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// Tokens are high-entropy, so a plain SHA-256 is enough to make a stolen table useless.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks credentials and issues a session token; every attempt is audited.
+pub async fn login(store: &Store, email: &str, password: &str) -> Result<String, AuthError> {
+    let user = store.find_user_by_email(email).await?;
+    let ok = match &user {
+        Some(u) => u.active && verify_password(password, &u.password_hash),
+        None => {
+            // Spend the same time as a real check, so timing does not reveal which emails exist.
+            let _ = hash_password(password);
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        let entry = AuditEntry::new("auth", "login_failed", None)
+            .images(None, Some(serde_json::json!({ "email": email.to_lowercase() })));
+        store.audit(&[entry]).await?;
+        return Err(AuthError::BadCredentials);
+    };
+    let (token, hash) = new_token();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
+    store.insert_token(&user.id, TokenKind::Session, "login", &hash, Some(expires)).await?;
+    store.audit(&[AuditEntry::new("auth", "login", Some(&user.id))]).await?;
+    Ok(token)
+}
+
+/// Resolves a bearer token to its caller.
+pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, AuthError> {
+    let user = store.user_for_token(&token_hash(token)).await?.ok_or(AuthError::Unauthenticated)?;
+    Ok(Caller { user_id: user.id, email: user.email, roles: user.roles })
+}
+
+/// Creates the first admin when there are no users. Returns the generated password, if one was.
+pub async fn ensure_admin(
+    store: &Store,
+    email: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<(String, String)>, AuthError> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let email = email.unwrap_or("admin@localhost").to_string();
+    let (password, generated) = match password {
+        Some(p) => (p.to_string(), false),
+        None => {
+            let mut bytes = [0u8; 15];
+            rand::rng().fill_bytes(&mut bytes);
+            (URL_SAFE_NO_PAD.encode(bytes), true)
+        }
+    };
+    let user = NewUser {
+        email: email.clone(),
+        password_hash: hash_password(&password)?,
+        display_name: "Administrator".into(),
+        roles: vec!["admin".into()],
+        manager_id: None,
+    };
+    store.create_user(&user).await?;
+    Ok(generated.then_some((email, password)))
+}

@@ -1,0 +1,213 @@
+//! What the generated data API needs from the rest of the platform. The schema builder owns
+//! these types; the store implements `RecordStore`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_metadata::{FieldIssue, Filter, ObjectDefinition, OrderKey, Registry, Value};
+
+/// Who is calling, resolved from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub email: String,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// One record as read: system columns and the selected field columns, keyed by column.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub id: String,
+    pub values: HashMap<String, Value>,
+}
+
+impl Record {
+    pub fn get(&self, column: &str) -> &Value {
+        self.values.get(column).unwrap_or(&Value::Null)
+    }
+}
+
+/// Which page of a list to read.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub first: Option<u64>,
+    pub after: Option<String>,
+    pub last: Option<u64>,
+    pub before: Option<String>,
+}
+
+/// A list read.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    /// Sort keys; `id` is always appended as the final key.
+    pub order: Vec<OrderKey>,
+    pub page: PageRequest,
+    /// Field columns to read besides the system columns.
+    pub columns: Vec<String>,
+    pub with_total: bool,
+}
+
+/// One page of records with their keyset cursors.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Record>,
+    pub cursors: Vec<String>,
+    pub has_next: bool,
+    pub has_previous: bool,
+    pub total: Option<i64>,
+}
+
+/// An aggregate function over one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggregateFn {
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// The result of one aggregate: integers for counts and integer sums, exact decimals (as
+/// scaled integers) for decimal sums, strings for averages (exact to the field's scale).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateValue {
+    Value(Value),
+    /// An average, already formatted as a decimal string.
+    Average(String),
+}
+
+/// Aggregates requested over a set of records.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateQuery {
+    pub filter: Option<Filter>,
+    pub group_by: Vec<String>,
+    pub aggregates: Vec<(AggregateFn, String)>,
+    pub limit: u64,
+}
+
+/// One group (or the single whole-set row): its key values, count and aggregates.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateRow {
+    pub keys: HashMap<String, Value>,
+    pub count: i64,
+    pub values: HashMap<(AggregateFnKey, String), AggregateValue>,
+}
+
+pub type AggregateFnKey = AggregateFn;
+
+/// Upsert instructions of a batch create.
+#[derive(Debug, Clone, Default)]
+pub struct Upsert {
+    /// Api names of the fields identifying an existing record (a unique field).
+    pub on_conflict: Vec<String>,
+    /// Api names of the fields to overwrite on an existing record.
+    pub update: Vec<String>,
+}
+
+/// Field values of one write, keyed by field api name, as JSON from the API.
+pub type RecordInput = serde_json::Map<String, serde_json::Value>;
+
+/// Errors of data operations, each with its stable API code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DataError {
+    #[error("{message}")]
+    BadInput { message: String, field_errors: Vec<FieldIssue> },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { message: String, field_errors: Vec<FieldIssue> },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the operation took too long")]
+    Timeout,
+    #[error("internal error")]
+    Internal,
+}
+
+impl DataError {
+    pub fn bad_input(message: impl Into<String>) -> DataError {
+        DataError::BadInput { message: message.into(), field_errors: Vec::new() }
+    }
+
+    pub fn invalid_fields(field_errors: Vec<FieldIssue>) -> DataError {
+        DataError::BadInput { message: "invalid input".into(), field_errors }
+    }
+}
+
+pub type DataResult<T> = Result<T, DataError>;
+
+/// Reads and writes of records, used by the generated resolvers.
+#[async_trait::async_trait]
+pub trait RecordStore: Send + Sync {
+    async fn get(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        id: &str,
+        columns: &[String],
+    ) -> DataResult<Option<Record>>;
+    async fn list(&self, caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<Page>;
+    /// Records by id, in any order, skipping those missing or deleted.
+    async fn load_many(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        ids: &[String],
+        columns: &[String],
+    ) -> DataResult<Vec<Record>>;
+    /// For each parent id, the first `first` records of `object` whose `column` points at it.
+    async fn load_related(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        column: &str,
+        parents: &[String],
+        query: &ListQuery,
+    ) -> DataResult<HashMap<String, Page>>;
+    async fn aggregate(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        query: &AggregateQuery,
+    ) -> DataResult<Vec<AggregateRow>>;
+    async fn create(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        inputs: Vec<RecordInput>,
+        upsert: Option<Upsert>,
+    ) -> DataResult<Vec<Record>>;
+    async fn update(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        id: &str,
+        input: RecordInput,
+        expected_version: Option<i64>,
+    ) -> DataResult<Record>;
+    async fn update_many(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        filter: Option<Filter>,
+        input: RecordInput,
+    ) -> DataResult<Vec<Record>>;
+    async fn delete(&self, caller: &Caller, object: &ObjectDefinition, id: &str) -> DataResult<Record>;
+    async fn restore(&self, caller: &Caller, object: &ObjectDefinition, id: &str) -> DataResult<Record>;
+    async fn destroy(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        id: &str,
+    ) -> DataResult<String>;
+}

@@ -1,0 +1,46 @@
+//! Translation of errors into GraphQL errors with `extensions.code` (and `fieldErrors`).
+
+use async_graphql::{Error, ErrorExtensions};
+
+use super::DataError;
+
+/// A GraphQL error with a stable code.
+pub fn gql_error(code: &str, message: impl Into<String>) -> Error {
+    let code = code.to_string();
+    Error::new(message).extend_with(|_, e| e.set("code", code.clone()))
+}
+
+/// The GraphQL form of a data error.
+pub fn data_error(e: DataError) -> Error {
+    let (code, fields) = match &e {
+        DataError::BadInput { field_errors, .. } => ("BAD_USER_INPUT", field_errors.as_slice()),
+        DataError::NotFound(_) => ("NOT_FOUND", &[][..]),
+        DataError::Conflict { field_errors, .. } => ("CONFLICT", field_errors.as_slice()),
+        DataError::Forbidden(_) => ("FORBIDDEN", &[][..]),
+        DataError::Timeout => ("TIMEOUT", &[][..]),
+        DataError::Internal => ("INTERNAL_SERVER_ERROR", &[][..]),
+    };
+    let field_errors: Vec<async_graphql::Value> = fields
+        .iter()
+        .map(|i| {
+            let mut m = async_graphql::indexmap::IndexMap::new();
+            m.insert(async_graphql::Name::new("index"), async_graphql::Value::from(i.index as i64));
+            m.insert(async_graphql::Name::new("field"), async_graphql::Value::from(i.field.clone()));
+            m.insert(async_graphql::Name::new("code"), async_graphql::Value::from(i.code.as_str()));
+            m.insert(async_graphql::Name::new("message"), async_graphql::Value::from(i.message.clone()));
+            async_graphql::Value::Object(m)
+        })
+        .collect();
+    let message = match (&e, fields.first()) {
+        (DataError::BadInput { .. } | DataError::Conflict { .. }, Some(first)) if fields.len() == 1 => {
+            format!("{}: {}", first.field, first.message)
+        }
+        _ => e.to_string(),
+    };
+    Error::new(message).extend_with(|_, ext| {
+        ext.set("code", code);
+        if !field_errors.is_empty() {
+            ext.set("fieldErrors", async_graphql::Value::List(field_errors.clone()));
+        }
+    })
+}

@@ -1,0 +1,322 @@
+//! The generated `…Filter` and `…OrderBy` input types, and their parsing into the query model.
+
+use async_graphql::Value as GqlValue;
+use async_graphql::dynamic::{Enum, EnumItem, InputObject, InputValue, TypeRef};
+use tessera_metadata::{
+    FieldDefinition, FieldType, Filter, FilterOp, NullsOrder, ObjectDefinition, OrderKey, Registry, SortDirection,
+    Value,
+};
+
+use super::DataError;
+use super::values::{input_json, picklist_enum_name};
+
+pub const SORT_ORDER: &str = "SortOrder";
+/// Deepest nesting of `and`/`or`/`not`/related filters accepted.
+const MAX_FILTER_DEPTH: usize = 8;
+
+/// The operator input type used for a field, e.g. `StringFilter`.
+pub fn filter_type(object: &ObjectDefinition, field: &FieldDefinition) -> Option<String> {
+    let t = field.field_type;
+    Some(match t {
+        _ if t.is_textual() => "StringFilter".into(),
+        FieldType::Integer => "IntFilter".into(),
+        _ if t.is_decimal() => "DecimalFilter".into(),
+        FieldType::Boolean => "BooleanFilter".into(),
+        FieldType::Date => "DateFilter".into(),
+        FieldType::Datetime => "DateTimeFilter".into(),
+        FieldType::Picklist => format!("{}Filter", picklist_enum_name(object, field)),
+        FieldType::MultiPicklist | FieldType::Json => "NullFilter".into(),
+        FieldType::Lookup => return None,
+        _ => return None,
+    })
+}
+
+fn ops(name: &str, scalar: &str, ordered: bool, text: bool) -> InputObject {
+    let mut o = InputObject::new(name)
+        .field(InputValue::new("eq", TypeRef::named(scalar)))
+        .field(InputValue::new("neq", TypeRef::named(scalar)))
+        .field(InputValue::new("in", TypeRef::named_nn_list(scalar)))
+        .field(InputValue::new("notIn", TypeRef::named_nn_list(scalar)))
+        .field(InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN)));
+    if ordered {
+        for op in ["gt", "gte", "lt", "lte"] {
+            o = o.field(InputValue::new(op, TypeRef::named(scalar)));
+        }
+    }
+    if text {
+        for op in ["like", "ilike", "startsWith", "endsWith"] {
+            o = o.field(InputValue::new(op, TypeRef::named(TypeRef::STRING)));
+        }
+    }
+    o
+}
+
+/// The shared operator types and the sort-order enum.
+pub fn shared_types() -> (Vec<InputObject>, Enum) {
+    let inputs = vec![
+        ops("StringFilter", TypeRef::STRING, true, true),
+        ops("IDFilter", TypeRef::ID, false, false),
+        ops("IntFilter", TypeRef::INT, true, false),
+        ops("DecimalFilter", "Decimal", true, false),
+        ops("BooleanFilter", TypeRef::BOOLEAN, false, false),
+        ops("DateFilter", "Date", true, false),
+        ops("DateTimeFilter", "DateTime", true, false),
+        InputObject::new("NullFilter").field(InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))),
+    ];
+    let sort = Enum::new(SORT_ORDER)
+        .item(EnumItem::new("AscNullsFirst"))
+        .item(EnumItem::new("AscNullsLast"))
+        .item(EnumItem::new("DescNullsFirst"))
+        .item(EnumItem::new("DescNullsLast"));
+    (inputs, sort)
+}
+
+/// `…Filter` for an object, and the enum filter types of its picklists.
+pub fn object_filter(object: &ObjectDefinition) -> Vec<InputObject> {
+    let name = format!("{}Filter", object.type_name());
+    let mut f = InputObject::new(&name)
+        .field(InputValue::new("and", TypeRef::named_nn_list(&name)))
+        .field(InputValue::new("or", TypeRef::named_nn_list(&name)))
+        .field(InputValue::new("not", TypeRef::named(&name)))
+        .field(InputValue::new("id", TypeRef::named("IDFilter")))
+        .field(InputValue::new("owner", TypeRef::named("IDFilter")))
+        .field(InputValue::new("createdBy", TypeRef::named("IDFilter")))
+        .field(InputValue::new("updatedBy", TypeRef::named("IDFilter")))
+        .field(InputValue::new("createdAt", TypeRef::named("DateTimeFilter")))
+        .field(InputValue::new("updatedAt", TypeRef::named("DateTimeFilter")))
+        .field(InputValue::new("version", TypeRef::named("IntFilter")));
+    let mut out = Vec::new();
+    for field in &object.fields {
+        if field.field_type == FieldType::Lookup {
+            if let Some(target) = &field.target {
+                f = f.field(InputValue::new(
+                    field.graphql_name(),
+                    TypeRef::named(format!("{}Filter", tessera_metadata::pascal_case(target.as_str()))),
+                ));
+            }
+            f = f.field(InputValue::new(field.graphql_id_name(), TypeRef::named("IDFilter")));
+            continue;
+        }
+        if let Some(t) = filter_type(object, field) {
+            if field.field_type == FieldType::Picklist {
+                out.push(ops(&t, &picklist_enum_name(object, field), false, false));
+            }
+            f = f.field(InputValue::new(field.graphql_name(), TypeRef::named(t)));
+        }
+    }
+    out.push(f);
+    out
+}
+
+/// `…OrderBy`: one optional sort order per sortable field.
+pub fn object_order_by(object: &ObjectDefinition) -> InputObject {
+    let mut o = InputObject::new(format!("{}OrderBy", object.type_name()));
+    for system in ["id", "createdAt", "updatedAt", "version"] {
+        o = o.field(InputValue::new(system, TypeRef::named(SORT_ORDER)));
+    }
+    for f in &object.fields {
+        if f.field_type.is_ordered() {
+            let name = if f.field_type == FieldType::Lookup { f.graphql_id_name() } else { f.graphql_name() };
+            o = o.field(InputValue::new(name, TypeRef::named(SORT_ORDER)));
+        }
+    }
+    o
+}
+
+/// Column of a system field by GraphQL name.
+pub fn system_column(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "id" => "id",
+        "owner" => "owner_id",
+        "createdBy" => "created_by",
+        "updatedBy" => "updated_by",
+        "createdAt" => "created_at",
+        "updatedAt" => "updated_at",
+        "version" => "version",
+        "deletedAt" => "deleted_at",
+        _ => return None,
+    })
+}
+
+fn system_definition(column: &str) -> Result<FieldDefinition, DataError> {
+    let t = match column {
+        "created_at" | "updated_at" | "deleted_at" => FieldType::Datetime,
+        "version" => FieldType::Integer,
+        _ => FieldType::Text,
+    };
+    let name = tessera_metadata::FieldName::new("system_value").map_err(|_| DataError::Internal)?;
+    Ok(FieldDefinition::new(name, column, t))
+}
+
+/// A filter value: like an input value but without write-only rules (retired picklist options
+/// and overlong strings may still be searched for).
+fn filter_value(field: &FieldDefinition, value: &GqlValue) -> Result<Value, DataError> {
+    let mut relaxed = field.clone();
+    relaxed.max_length = None;
+    relaxed.required = false;
+    for o in &mut relaxed.options {
+        o.active = true;
+    }
+    if relaxed.field_type == FieldType::Lookup || relaxed.field_type == FieldType::AutoNumber {
+        relaxed.field_type = FieldType::Text;
+    }
+    if matches!(relaxed.field_type, FieldType::Email | FieldType::Phone | FieldType::Url) {
+        relaxed.field_type = FieldType::Text;
+    }
+    let json = input_json(field, value);
+    Value::coerce(&relaxed, &json)
+        .map_err(|issue| DataError::bad_input(format!("filter on `{}`: {}", field.graphql_name(), issue.message)))
+}
+
+fn parse_ops(column: &str, field: &FieldDefinition, ops: &GqlValue) -> Result<Vec<Filter>, DataError> {
+    let GqlValue::Object(map) = ops else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (op, v) in map {
+        let one = |v: &GqlValue| filter_value(field, v);
+        let list = |v: &GqlValue| -> Result<Vec<Value>, DataError> {
+            match v {
+                GqlValue::List(items) => items.iter().map(one).collect(),
+                GqlValue::Null => Ok(Vec::new()),
+                other => Ok(vec![one(other)?]),
+            }
+        };
+        let text = |v: &GqlValue| match v {
+            GqlValue::String(s) => Ok(s.clone()),
+            _ => Err(DataError::bad_input(format!("`{op}` takes a string"))),
+        };
+        if matches!(v, GqlValue::Null) && op.as_str() != "eq" {
+            continue;
+        }
+        let op = match op.as_str() {
+            "eq" => FilterOp::Eq(one(v)?),
+            "neq" => FilterOp::Neq(one(v)?),
+            "in" => FilterOp::In(list(v)?),
+            "notIn" => FilterOp::NotIn(list(v)?),
+            "gt" => FilterOp::Gt(one(v)?),
+            "gte" => FilterOp::Gte(one(v)?),
+            "lt" => FilterOp::Lt(one(v)?),
+            "lte" => FilterOp::Lte(one(v)?),
+            "like" => FilterOp::Like(text(v)?),
+            "ilike" => FilterOp::ILike(text(v)?),
+            "startsWith" => FilterOp::StartsWith(text(v)?),
+            "endsWith" => FilterOp::EndsWith(text(v)?),
+            "isNull" => FilterOp::IsNull(matches!(v, GqlValue::Boolean(true))),
+            other => return Err(DataError::bad_input(format!("unknown filter operator `{other}`"))),
+        };
+        out.push(Filter::Column { column: column.to_string(), op });
+    }
+    Ok(out)
+}
+
+/// Parses a `…Filter` input value.
+pub fn parse_filter(
+    registry: &Registry,
+    object: &ObjectDefinition,
+    value: &GqlValue,
+) -> Result<Option<Filter>, DataError> {
+    parse_filter_at(registry, object, value, 0)
+}
+
+fn parse_filter_at(
+    registry: &Registry,
+    object: &ObjectDefinition,
+    value: &GqlValue,
+    depth: usize,
+) -> Result<Option<Filter>, DataError> {
+    if depth > MAX_FILTER_DEPTH {
+        return Err(DataError::bad_input(format!("filters may nest at most {MAX_FILTER_DEPTH} levels")));
+    }
+    let GqlValue::Object(map) = value else { return Ok(None) };
+    let mut parts = Vec::new();
+    for (key, v) in map {
+        if matches!(v, GqlValue::Null) {
+            continue;
+        }
+        match key.as_str() {
+            "and" | "or" => {
+                let GqlValue::List(items) = v else { continue };
+                let mut subs = Vec::new();
+                for item in items {
+                    subs.extend(parse_filter_at(registry, object, item, depth + 1)?);
+                }
+                parts.push(if key.as_str() == "and" { Filter::And(subs) } else { Filter::Or(subs) });
+            }
+            "not" => {
+                if let Some(inner) = parse_filter_at(registry, object, v, depth + 1)? {
+                    parts.push(Filter::Not(Box::new(inner)));
+                }
+            }
+            name => {
+                if let Some(column) = system_column(name) {
+                    parts.extend(parse_ops(column, &system_definition(column)?, v)?);
+                } else if let Some(field) = object.field_by_graphql(name) {
+                    if field.field_type == FieldType::Lookup {
+                        let target = field.target.as_ref().and_then(|t| registry.object(t.as_str()));
+                        let Some(target) = target else { continue };
+                        if let Some(inner) = parse_filter_at(registry, target, v, depth + 1)? {
+                            parts.push(Filter::Related {
+                                column: field.column(),
+                                target: target.name.clone(),
+                                filter: Box::new(inner),
+                            });
+                        }
+                    } else {
+                        parts.extend(parse_ops(&field.column(), field, v)?);
+                    }
+                } else if let Some(field) =
+                    object.fields.iter().find(|f| f.field_type == FieldType::Lookup && f.graphql_id_name() == name)
+                {
+                    let mut id_field = field.clone();
+                    id_field.field_type = FieldType::Text;
+                    parts.extend(parse_ops(&field.column(), &id_field, v)?);
+                } else {
+                    return Err(DataError::bad_input(format!("`{name}` is not a field of `{}`", object.name)));
+                }
+            }
+        }
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Filter::And(parts)),
+    })
+}
+
+/// Parses `orderBy: [{field: AscNullsLast}, …]`.
+pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<OrderKey>, DataError> {
+    let items: Vec<&GqlValue> = match value {
+        GqlValue::List(items) => items.iter().collect(),
+        GqlValue::Null => Vec::new(),
+        other => vec![other],
+    };
+    let mut keys = Vec::new();
+    for item in items {
+        let GqlValue::Object(map) = item else { continue };
+        for (name, dir) in map {
+            let GqlValue::Enum(dir) = dir else { continue };
+            let column = match system_column(name.as_str()) {
+                Some(c) => c.to_string(),
+                None => object
+                    .fields
+                    .iter()
+                    .find(|f| {
+                        f.graphql_name() == name.as_str()
+                            || (f.field_type == FieldType::Lookup && f.graphql_id_name() == name.as_str())
+                    })
+                    .map(|f| f.column())
+                    .ok_or_else(|| DataError::bad_input(format!("cannot sort by `{name}`")))?,
+            };
+            let (direction, nulls) = match dir.as_str() {
+                "AscNullsFirst" => (SortDirection::Asc, NullsOrder::First),
+                "AscNullsLast" => (SortDirection::Asc, NullsOrder::Last),
+                "DescNullsFirst" => (SortDirection::Desc, NullsOrder::First),
+                _ => (SortDirection::Desc, NullsOrder::Last),
+            };
+            keys.push(OrderKey { column, direction, nulls });
+        }
+    }
+    if keys.len() > 5 {
+        return Err(DataError::bad_input("sort by at most 5 keys"));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,480 @@
+//! The metadata API (`POST /graphql/metadata`, admins only): objects, fields and the audit log.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, Enum, InputObject, Json, Object, Schema, SimpleObject};
+use tessera_metadata::{
+    FieldDefinition, FieldName, FieldType, MetadataError, ObjectDefinition, ObjectName, PicklistOption,
+};
+
+use super::{Caller, gql_error};
+use crate::metadata_service::{ChangeError, MetadataService};
+use crate::store::{AuditEntry, AuditQuery, Store};
+
+pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
+
+pub fn build(service: Arc<MetadataService>, store: Store) -> MetadataSchema {
+    Schema::build(MetaQuery, MetaMutation, EmptySubscription)
+        .data(service)
+        .data(store)
+        .limit_depth(10)
+        .limit_complexity(1_000)
+        .finish()
+}
+
+fn change_error(e: ChangeError) -> async_graphql::Error {
+    match e {
+        ChangeError::Invalid(MetadataError::UnknownObject(_) | MetadataError::UnknownField { .. }) => {
+            gql_error("NOT_FOUND", e.to_string())
+        }
+        ChangeError::Invalid(MetadataError::Conflict(_)) => gql_error("CONFLICT", e.to_string()),
+        ChangeError::Invalid(_) | ChangeError::Refused(_) => gql_error("BAD_USER_INPUT", e.to_string()),
+        ChangeError::Internal => gql_error("INTERNAL_SERVER_ERROR", "internal error"),
+    }
+}
+
+fn invalid(e: MetadataError) -> async_graphql::Error {
+    change_error(ChangeError::Invalid(e))
+}
+
+/// Field types as the API names them.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "FieldType", rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum FieldTypeGql {
+    Text,
+    LongText,
+    Integer,
+    Decimal,
+    Currency,
+    Percent,
+    Boolean,
+    Date,
+    Datetime,
+    Email,
+    Phone,
+    Url,
+    Picklist,
+    MultiPicklist,
+    Lookup,
+    AutoNumber,
+    Json,
+}
+
+impl FieldTypeGql {
+    fn model(self) -> FieldType {
+        use FieldTypeGql as G;
+        match self {
+            G::Text => FieldType::Text,
+            G::LongText => FieldType::LongText,
+            G::Integer => FieldType::Integer,
+            G::Decimal => FieldType::Decimal,
+            G::Currency => FieldType::Currency,
+            G::Percent => FieldType::Percent,
+            G::Boolean => FieldType::Boolean,
+            G::Date => FieldType::Date,
+            G::Datetime => FieldType::Datetime,
+            G::Email => FieldType::Email,
+            G::Phone => FieldType::Phone,
+            G::Url => FieldType::Url,
+            G::Picklist => FieldType::Picklist,
+            G::MultiPicklist => FieldType::MultiPicklist,
+            G::Lookup => FieldType::Lookup,
+            G::AutoNumber => FieldType::AutoNumber,
+            G::Json => FieldType::Json,
+        }
+    }
+
+    fn of(t: FieldType) -> FieldTypeGql {
+        use FieldTypeGql as G;
+        match t {
+            FieldType::Text => G::Text,
+            FieldType::LongText => G::LongText,
+            FieldType::Integer => G::Integer,
+            FieldType::Decimal => G::Decimal,
+            FieldType::Currency => G::Currency,
+            FieldType::Percent => G::Percent,
+            FieldType::Boolean => G::Boolean,
+            FieldType::Date => G::Date,
+            FieldType::Datetime => G::Datetime,
+            FieldType::Email => G::Email,
+            FieldType::Phone => G::Phone,
+            FieldType::Url => G::Url,
+            FieldType::Picklist => G::Picklist,
+            FieldType::MultiPicklist => G::MultiPicklist,
+            FieldType::Lookup => G::Lookup,
+            FieldType::AutoNumber => G::AutoNumber,
+            FieldType::Json => G::Json,
+        }
+    }
+}
+
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "PicklistOptionInput", name = "PicklistOption")]
+pub struct OptionGql {
+    pub value: String,
+    pub label: String,
+    #[graphql(default = true)]
+    pub active: bool,
+}
+
+/// A field definition as the metadata API shows it.
+pub struct FieldGql(FieldDefinition);
+
+#[Object(name = "Field")]
+impl FieldGql {
+    async fn name(&self) -> &str {
+        self.0.name.as_str()
+    }
+    async fn label(&self) -> &str {
+        &self.0.label
+    }
+    #[graphql(name = "type")]
+    async fn field_type(&self) -> FieldTypeGql {
+        FieldTypeGql::of(self.0.field_type)
+    }
+    async fn required(&self) -> bool {
+        self.0.required
+    }
+    async fn unique(&self) -> bool {
+        self.0.unique
+    }
+    async fn indexed(&self) -> bool {
+        self.0.indexed
+    }
+    async fn default_value(&self) -> Option<Json<serde_json::Value>> {
+        self.0.default_value.clone().map(Json)
+    }
+    async fn max_length(&self) -> Option<u32> {
+        self.0.effective_max_length()
+    }
+    async fn help_text(&self) -> Option<&str> {
+        self.0.help_text.as_deref()
+    }
+    async fn scale(&self) -> Option<u8> {
+        self.0.field_type.is_decimal().then(|| self.0.effective_scale())
+    }
+    async fn options(&self) -> Vec<OptionGql> {
+        self.0
+            .options
+            .iter()
+            .map(|o| OptionGql { value: o.value.clone(), label: o.label.clone(), active: o.active })
+            .collect()
+    }
+    async fn target(&self) -> Option<&str> {
+        self.0.target.as_ref().map(|t| t.as_str())
+    }
+    async fn format(&self) -> Option<&str> {
+        self.0.format.as_deref()
+    }
+}
+
+/// An object definition as the metadata API shows it.
+pub struct ObjectGql(Arc<ObjectDefinition>);
+
+#[Object(name = "Object")]
+impl ObjectGql {
+    async fn name(&self) -> &str {
+        self.0.name.as_str()
+    }
+    async fn plural_name(&self) -> &str {
+        self.0.plural_name.as_str()
+    }
+    async fn label(&self) -> &str {
+        &self.0.label
+    }
+    async fn plural_label(&self) -> &str {
+        &self.0.plural_label
+    }
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// The GraphQL type generated for the object in the data API.
+    async fn type_name(&self) -> String {
+        self.0.type_name()
+    }
+    async fn fields(&self) -> Vec<FieldGql> {
+        self.0.fields.iter().cloned().map(FieldGql).collect()
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "AuditEntry")]
+pub struct AuditEntryGql {
+    id: String,
+    at: String,
+    actor_id: Option<String>,
+    category: String,
+    action: String,
+    object: Option<String>,
+    record_id: Option<String>,
+    before: Option<Json<serde_json::Value>>,
+    after: Option<Json<serde_json::Value>>,
+}
+
+impl From<AuditEntry> for AuditEntryGql {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryGql {
+            id: e.id,
+            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor_id: e.actor_id,
+            category: e.category,
+            action: e.action,
+            object: e.object,
+            record_id: e.record_id,
+            before: e.before.map(Json),
+            after: e.after.map(Json),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Me")]
+pub struct MeGql {
+    id: String,
+    email: String,
+    roles: Vec<String>,
+}
+
+fn service<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<MetadataService>> {
+    ctx.data::<Arc<MetadataService>>()
+}
+
+fn actor(ctx: &Context<'_>) -> async_graphql::Result<String> {
+    Ok(ctx.data::<Caller>()?.user_id.clone())
+}
+
+pub struct MetaQuery;
+
+#[Object]
+impl MetaQuery {
+    async fn objects(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ObjectGql>> {
+        Ok(service(ctx)?.current().registry.objects().cloned().map(ObjectGql).collect())
+    }
+
+    async fn object(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<ObjectGql>> {
+        Ok(service(ctx)?.current().registry.object(&name).cloned().map(ObjectGql))
+    }
+
+    /// The metadata version currently served.
+    async fn metadata_version(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(service(ctx)?.current().registry.version)
+    }
+
+    /// The audit log, newest first; pass the last entry's id as `after` for the next page.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        category: Option<String>,
+        object: Option<String>,
+        record_id: Option<String>,
+        actor: Option<String>,
+        #[graphql(default = 50)] first: u64,
+        after: Option<String>,
+    ) -> async_graphql::Result<Vec<AuditEntryGql>> {
+        if first == 0 || first > 500 {
+            return Err(gql_error("BAD_USER_INPUT", "first must be between 1 and 500"));
+        }
+        let q = AuditQuery { category, object, record_id, actor_id: actor, before_id: after, limit: first };
+        let entries = ctx.data::<Store>()?.audit_log(&q).await.map_err(|e| {
+            tracing::error!(error = %e, "audit query failed");
+            gql_error("INTERNAL_SERVER_ERROR", "internal error")
+        })?;
+        Ok(entries.into_iter().map(AuditEntryGql::from).collect())
+    }
+
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<MeGql> {
+        let c = ctx.data::<Caller>()?;
+        Ok(MeGql { id: c.user_id.clone(), email: c.email.clone(), roles: c.roles.clone() })
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateObjectInput {
+    name: String,
+    plural_name: String,
+    label: String,
+    plural_label: String,
+    description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateObjectInput {
+    label: Option<String>,
+    plural_label: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct FieldInput {
+    name: String,
+    label: String,
+    #[graphql(name = "type")]
+    field_type: FieldTypeGql,
+    #[graphql(default)]
+    required: bool,
+    #[graphql(default)]
+    unique: bool,
+    #[graphql(default)]
+    indexed: bool,
+    default_value: Option<Json<serde_json::Value>>,
+    max_length: Option<u32>,
+    help_text: Option<String>,
+    scale: Option<u8>,
+    options: Option<Vec<OptionGql>>,
+    target: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateFieldInput {
+    label: Option<String>,
+    #[graphql(name = "type")]
+    field_type: Option<FieldTypeGql>,
+    required: Option<bool>,
+    unique: Option<bool>,
+    indexed: Option<bool>,
+    default_value: Option<Json<serde_json::Value>>,
+    max_length: Option<u32>,
+    help_text: Option<String>,
+    scale: Option<u8>,
+    /// The full list of options; options left out are kept, retired.
+    options: Option<Vec<OptionGql>>,
+    format: Option<String>,
+}
+
+fn options(list: Option<Vec<OptionGql>>) -> Vec<PicklistOption> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|o| PicklistOption { value: o.value, label: o.label, active: o.active })
+        .collect()
+}
+
+pub struct MetaMutation;
+
+#[Object]
+impl MetaMutation {
+    async fn create_object(&self, ctx: &Context<'_>, input: CreateObjectInput) -> async_graphql::Result<ObjectGql> {
+        let object = ObjectDefinition {
+            name: ObjectName::new(&input.name).map_err(invalid)?,
+            plural_name: ObjectName::new(&input.plural_name).map_err(invalid)?,
+            label: input.label,
+            plural_label: input.plural_label,
+            description: input.description,
+            fields: Vec::new(),
+        };
+        let created = service(ctx)?.create_object(&actor(ctx)?, object).await.map_err(change_error)?;
+        Ok(ObjectGql(Arc::new(created)))
+    }
+
+    async fn update_object(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        input: UpdateObjectInput,
+    ) -> async_graphql::Result<ObjectGql> {
+        let updated = service(ctx)?
+            .update_object(&actor(ctx)?, &name, |o| {
+                if let Some(l) = input.label {
+                    o.label = l;
+                }
+                if let Some(l) = input.plural_label {
+                    o.plural_label = l;
+                }
+                if input.description.is_some() {
+                    o.description = input.description;
+                }
+            })
+            .await
+            .map_err(change_error)?;
+        Ok(ObjectGql(Arc::new(updated)))
+    }
+
+    /// Deletes an object with all its records.
+    async fn delete_object(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        service(ctx)?.delete_object(&actor(ctx)?, &name).await.map_err(change_error)?;
+        Ok(true)
+    }
+
+    async fn create_field(
+        &self,
+        ctx: &Context<'_>,
+        object: String,
+        input: FieldInput,
+    ) -> async_graphql::Result<FieldGql> {
+        let mut field =
+            FieldDefinition::new(FieldName::new(&input.name).map_err(invalid)?, input.label, input.field_type.model());
+        field.required = input.required;
+        field.unique = input.unique;
+        field.indexed = input.indexed;
+        field.default_value = input.default_value.map(|j| j.0);
+        field.max_length = input.max_length;
+        field.help_text = input.help_text;
+        field.scale = input.scale;
+        field.options = options(input.options);
+        field.target = input.target.map(|t| ObjectName::new(&t)).transpose().map_err(invalid)?;
+        field.format = input.format;
+        let created = service(ctx)?.create_field(&actor(ctx)?, &object, field).await.map_err(change_error)?;
+        Ok(FieldGql(created))
+    }
+
+    async fn update_field(
+        &self,
+        ctx: &Context<'_>,
+        object: String,
+        field: String,
+        input: UpdateFieldInput,
+    ) -> async_graphql::Result<FieldGql> {
+        let updated = service(ctx)?
+            .update_field(&actor(ctx)?, &object, &field, |f| {
+                if let Some(v) = input.label {
+                    f.label = v;
+                }
+                if let Some(t) = input.field_type {
+                    f.field_type = t.model();
+                    if !f.field_type.is_textual() {
+                        f.max_length = None;
+                    }
+                    if !f.field_type.is_decimal() {
+                        f.scale = None;
+                    }
+                }
+                if let Some(v) = input.required {
+                    f.required = v;
+                }
+                if let Some(v) = input.unique {
+                    f.unique = v;
+                }
+                if let Some(v) = input.indexed {
+                    f.indexed = v;
+                }
+                if let Some(v) = input.default_value {
+                    f.default_value = (!v.0.is_null()).then_some(v.0);
+                }
+                if input.max_length.is_some() {
+                    f.max_length = input.max_length;
+                }
+                if input.help_text.is_some() {
+                    f.help_text = input.help_text;
+                }
+                if input.scale.is_some() {
+                    f.scale = input.scale;
+                }
+                if input.options.is_some() {
+                    f.options = options(input.options);
+                }
+                if input.format.is_some() {
+                    f.format = input.format;
+                }
+            })
+            .await
+            .map_err(change_error)?;
+        Ok(FieldGql(updated))
+    }
+
+    /// Deletes a field and its data.
+    async fn delete_field(&self, ctx: &Context<'_>, object: String, field: String) -> async_graphql::Result<bool> {
+        service(ctx)?.delete_field(&actor(ctx)?, &object, &field).await.map_err(change_error)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,137 @@
+//! The HTTP surface: health, login, and the two GraphQL endpoints. Handlers stay thin: they
+//! authenticate, hand the request to a schema, and shape errors the way the API promises.
+
+use std::sync::Arc;
+
+use async_graphql::{ErrorExtensionValues, Response};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::auth::{self, AuthError};
+use crate::graphql::Caller;
+use crate::graphql::data_schema::DataContext;
+use crate::server::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/auth/login", post(login))
+        .route("/graphql", post(data_api))
+        .route("/graphql/metadata", post(metadata_api))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" }))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
+    let Ok(req) = serde_json::from_slice::<LoginRequest>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(error_body("BAD_USER_INPUT", "expected JSON {\"email\", \"password\"}")),
+        );
+    };
+    match auth::login(&state.store, &req.email, &req.password).await {
+        Ok(token) => (StatusCode::OK, Json(json!({ "token": token }))),
+        Err(AuthError::BadCredentials) => {
+            (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "wrong email or password")))
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))),
+    }
+}
+
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (StatusCode, Json<serde_json::Value>)> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let unauthenticated =
+        || (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "missing or invalid bearer token")));
+    let Some(token) = token else { return Err(unauthenticated()) };
+    match auth::authenticate(&state.store, token).await {
+        Ok(c) => Ok(c),
+        Err(AuthError::Internal) => {
+            Err((StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))))
+        }
+        Err(_) => Err(unauthenticated()),
+    }
+}
+
+fn parse_request(body: &Bytes) -> Result<async_graphql::Request, (StatusCode, Json<serde_json::Value>)> {
+    serde_json::from_slice::<async_graphql::Request>(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(error_body("BAD_USER_INPUT", &format!("the body is not a GraphQL request: {e}"))),
+        )
+    })
+}
+
+/// Every error reaching a client carries a code: errors raised by GraphQL itself (syntax,
+/// validation, depth and complexity limits, argument coercion) are the client's input.
+fn with_codes(mut response: Response) -> serde_json::Value {
+    for e in &mut response.errors {
+        let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            let mut ext = e.extensions.take().unwrap_or_else(ErrorExtensionValues::default);
+            ext.set("code", "BAD_USER_INPUT");
+            e.extensions = Some(ext);
+        }
+    }
+    serde_json::to_value(&response).unwrap_or_else(|_| error_body("INTERNAL_SERVER_ERROR", "internal error"))
+}
+
+async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let caller = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    // One snapshot for the whole request: a metadata change meanwhile does not affect it.
+    let snapshot = state.metadata.current();
+    let store: Arc<dyn crate::graphql::RecordStore> = Arc::new(state.store.clone());
+    let request = request.data(DataContext { caller, store });
+    let response = snapshot.data_schema.execute(request).await;
+    (StatusCode::OK, Json(with_codes(response)))
+}
+
+async fn metadata_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let caller = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    if !caller.is_admin() {
+        return (StatusCode::FORBIDDEN, Json(error_body("FORBIDDEN", "the metadata API is for admins")));
+    }
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let response = state.metadata_schema.execute(request.data(caller)).await;
+    (StatusCode::OK, Json(with_codes(response)))
+}

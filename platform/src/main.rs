@@ -1,0 +1,54 @@
+//! The `tessera` command line.
+
+use clap::{Parser, Subcommand};
+use tessera_platform::server::{Config, start};
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Tessera: a metadata-driven CRM platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server.
+    Serve {
+        /// sqlite://path.db (default ./tessera.db) or postgres://user@host/db
+        #[arg(long, env = "TESSERA_DATABASE_URL", default_value = "sqlite://tessera.db")]
+        database_url: String,
+        /// Address to listen on.
+        #[arg(long, env = "TESSERA_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Email of the first admin, created when there are no users.
+        #[arg(long, env = "TESSERA_ADMIN_EMAIL")]
+        admin_email: Option<String>,
+        /// Password of the first admin; generated and printed once if absent.
+        #[arg(long, env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { database_url, bind, admin_email, admin_password } => {
+            let config = Config { database_url, bind, admin_email, admin_password, ..Config::default() };
+            match start(config).await {
+                Ok(server) => {
+                    println!("Tessera is listening on http://{}", server.addr);
+                    server.wait_for_ctrl_c().await;
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tessera: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Applies runtime metadata changes: validates the next snapshot, has the store apply DDL and
+//! metadata rows in one transaction, then rebuilds the data schema and swaps both atomically,
+//! so a request sees either the old or the new API, never a half-built one.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tessera_metadata::{
+    FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry, TypeChange,
+};
+use tokio::sync::Mutex;
+
+use crate::graphql::data_schema::{self, Limits};
+use crate::store::{MetadataChange, Store, StoreError};
+
+/// One consistent version of metadata and the API generated from it.
+pub struct Snapshot {
+    pub registry: Arc<Registry>,
+    pub data_schema: async_graphql::dynamic::Schema,
+}
+
+/// Failures of a metadata change, each meant for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Invalid(#[from] MetadataError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> ChangeError {
+        match e {
+            StoreError::Refused(m) => ChangeError::Refused(m),
+            other => {
+                tracing::error!(error = %other, "metadata change failed");
+                ChangeError::Internal
+            }
+        }
+    }
+}
+
+/// The metadata service: the current snapshot and the one path that changes it.
+pub struct MetadataService {
+    store: Store,
+    limits: Limits,
+    current: ArcSwap<Snapshot>,
+    /// Metadata changes are rare and must not interleave.
+    changes: Mutex<()>,
+}
+
+fn build_snapshot(registry: Registry, limits: &Limits) -> Result<Snapshot, ChangeError> {
+    let registry = Arc::new(registry);
+    let data_schema = data_schema::build(registry.clone(), limits.clone()).map_err(|e| {
+        tracing::error!(error = %e, "generated schema is invalid");
+        ChangeError::Refused(format!("the change would produce an invalid API: {e}"))
+    })?;
+    Ok(Snapshot { registry, data_schema })
+}
+
+impl MetadataService {
+    /// Loads the stored metadata and builds the first snapshot.
+    pub async fn load(store: Store, limits: Limits) -> Result<MetadataService, ChangeError> {
+        let (version, objects) = store.load_metadata().await?;
+        let registry = Registry::new(version, objects)?;
+        let snapshot = build_snapshot(registry, &limits)?;
+        Ok(MetadataService { store, limits, current: ArcSwap::from_pointee(snapshot), changes: Mutex::new(()) })
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Validates the objects after a change, applies it, and swaps in the new snapshot.
+    async fn apply(
+        &self,
+        actor: &str,
+        next: Vec<ObjectDefinition>,
+        change: MetadataChange,
+    ) -> Result<Arc<Snapshot>, ChangeError> {
+        let base = self.current();
+        let registry = Registry::new(base.registry.version + 1, next)?;
+        // Build the schema before touching the database: a change that cannot be served is refused.
+        let snapshot = build_snapshot(registry, &self.limits)?;
+        let version = self.store.apply_metadata(base.registry.version, &change, actor).await?;
+        debug_assert_eq!(version, snapshot.registry.version);
+        let snapshot = Arc::new(snapshot);
+        self.current.store(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    fn objects_with(base: &Registry, object: ObjectDefinition) -> Vec<ObjectDefinition> {
+        let mut all: Vec<ObjectDefinition> = base.definitions().into_iter().filter(|o| o.name != object.name).collect();
+        all.push(object);
+        all
+    }
+
+    pub async fn create_object(&self, actor: &str, object: ObjectDefinition) -> Result<ObjectDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        if base.registry.object(object.name.as_str()).is_some() {
+            return Err(MetadataError::Conflict(format!("object `{}` already exists", object.name)).into());
+        }
+        let next = Self::objects_with(&base.registry, object.clone());
+        self.apply(actor, next, MetadataChange::CreateObject { object: object.clone() }).await?;
+        Ok(object)
+    }
+
+    pub async fn update_object(
+        &self,
+        actor: &str,
+        name: &str,
+        edit: impl FnOnce(&mut ObjectDefinition),
+    ) -> Result<ObjectDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let before = (**base.registry.require(name)?).clone();
+        let mut object = before.clone();
+        edit(&mut object);
+        let next = Self::objects_with(&base.registry, object.clone());
+        self.apply(actor, next, MetadataChange::UpdateObject { before, object: object.clone() }).await?;
+        Ok(object)
+    }
+
+    pub async fn delete_object(&self, actor: &str, name: &str) -> Result<(), ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let object = (**base.registry.require(name)?).clone();
+        if let Some(r) = base.registry.reverse_relations(name).iter().find(|r| r.source != object.name) {
+            return Err(ChangeError::Refused(format!(
+                "object `{name}` is the target of lookup `{}.{}`; delete that field first",
+                r.source, r.field
+            )));
+        }
+        let next: Vec<ObjectDefinition> =
+            base.registry.definitions().into_iter().filter(|o| o.name.as_str() != name).collect();
+        self.apply(actor, next, MetadataChange::DeleteObject { object }).await?;
+        Ok(())
+    }
+
+    pub async fn create_field(
+        &self,
+        actor: &str,
+        object: &str,
+        field: FieldDefinition,
+    ) -> Result<FieldDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        if def.field(field.name.as_str()).is_some() {
+            return Err(MetadataError::Conflict(format!("field `{}` already exists on `{object}`", field.name)).into());
+        }
+        if field.required && field.default_value.is_none() && field.field_type != FieldType::AutoNumber {
+            // Existing records would have no value; as in Salesforce, such a field needs a default.
+            if self.store.has_records(&def).await? {
+                return Err(ChangeError::Refused(format!(
+                    "field `{}` is required but `{object}` already has records: give it a defaultValue",
+                    field.name
+                )));
+            }
+        }
+        def.fields.push(field.clone());
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::CreateField { object: def, field: field.clone() }).await?;
+        Ok(field)
+    }
+
+    /// Changes a field; `edit` gets a copy to modify. Type changes convert data or are refused.
+    pub async fn update_field(
+        &self,
+        actor: &str,
+        object: &str,
+        field: &str,
+        edit: impl FnOnce(&mut FieldDefinition),
+    ) -> Result<FieldDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let before = def
+            .field(field)
+            .cloned()
+            .ok_or_else(|| MetadataError::UnknownField { object: object.into(), field: field.into() })?;
+        let mut after = before.clone();
+        edit(&mut after);
+        after.name = before.name.clone();
+        after.options = merge_options(&before.options, &after.options);
+        let plan = TypeChange::plan(&before, &after)?;
+        if after.required && !before.required {
+            if self.store.has_nulls(&def, &after.column()).await? {
+                return Err(ChangeError::Refused(format!(
+                    "field `{field}` cannot become required: some records have no value"
+                )));
+            }
+        }
+        if let Some(slot) = def.field_mut(field) {
+            *slot = after.clone();
+        }
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::UpdateField { object: def, before, after: after.clone(), plan })
+            .await?;
+        Ok(after)
+    }
+
+    pub async fn delete_field(&self, actor: &str, object: &str, field: &str) -> Result<(), ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let removed = def
+            .field(field)
+            .cloned()
+            .ok_or_else(|| MetadataError::UnknownField { object: object.into(), field: field.into() })?;
+        def.fields.retain(|f| f.name.as_str() != field);
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::DeleteField { object: def, field: removed }).await?;
+        Ok(())
+    }
+}
+
+/// Options given in an update replace labels and activity of the listed ones and add new ones;
+/// options left out are kept as retired so stored values keep their meaning.
+fn merge_options(before: &[PicklistOption], given: &[PicklistOption]) -> Vec<PicklistOption> {
+    if given.is_empty() {
+        return before.to_vec();
+    }
+    let mut out: Vec<PicklistOption> = given.to_vec();
+    for old in before {
+        if !out.iter().any(|o| o.value == old.value) {
+            out.push(PicklistOption { active: false, ..old.clone() });
+        }
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! Start-up: configuration, database, first admin, metadata snapshot, and the HTTP listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::graphql::data_schema::Limits;
+use crate::graphql::metadata_schema::{self, MetadataSchema};
+use crate::http;
+use crate::metadata_service::MetadataService;
+use crate::store::{Store, StoreError};
+
+/// Server configuration (the CLI fills it from flags and environment).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: String,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://tessera.db".into(),
+            bind: "127.0.0.1:8080".into(),
+            admin_email: None,
+            admin_password: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Database(#[from] StoreError),
+    #[error("cannot load metadata: {0}")]
+    Metadata(String),
+    #[error("cannot create the first admin")]
+    Admin,
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub store: Store,
+    pub metadata: Arc<MetadataService>,
+    pub metadata_schema: MetadataSchema,
+    pub max_body_bytes: usize,
+}
+
+/// A server running in the background.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub state: Arc<AppState>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits for the server task to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Serves until Ctrl-C.
+    pub async fn wait_for_ctrl_c(self) {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Opens the database, prepares the first admin and metadata, and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let store = Store::connect(&config.database_url).await?;
+    match crate::auth::ensure_admin(&store, config.admin_email.as_deref(), config.admin_password.as_deref()).await {
+        Ok(Some((email, password))) => {
+            // Printed once, on purpose: this is the only way to learn a generated password.
+            println!("Created the first admin: {email} with password {password}\nChange it after signing in.");
+        }
+        Ok(None) => {}
+        Err(_) => return Err(StartError::Admin),
+    }
+    let metadata = MetadataService::load(store.clone(), config.limits.clone())
+        .await
+        .map_err(|e| StartError::Metadata(e.to_string()))?;
+    let metadata = Arc::new(metadata);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        metadata_schema: metadata_schema::build(metadata.clone(), store.clone()),
+        metadata,
+        max_body_bytes: config.max_body_bytes,
+    });
+    let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
+    let router = http::router(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%addr, database = %redact(&config.database_url), "tessera is serving");
+    Ok(RunningServer { addr, store, state, stop, task })
+}
+
+/// The database url without a password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,151 @@
+//! The append-only audit log of metadata changes, record writes and sign-in events.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend};
+use sea_query::{Expr, ExprTrait, Order, Query};
+
+use super::{
+    Store, StoreResult,
+    codec::{Storage, decode},
+};
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<String>,
+    /// `metadata`, `record` or `auth`.
+    pub category: String,
+    pub action: String,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    pub fn new(category: &str, action: &str, actor_id: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: Utc::now(),
+            actor_id: actor_id.map(str::to_string),
+            category: category.into(),
+            action: action.into(),
+            object: None,
+            record_id: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn on(mut self, object: &str, record_id: Option<&str>) -> AuditEntry {
+        self.object = Some(object.to_string());
+        self.record_id = record_id.map(str::to_string);
+        self
+    }
+
+    pub fn images(mut self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> AuditEntry {
+        self.before = before;
+        self.after = after;
+        self
+    }
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub category: Option<String>,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    pub actor_id: Option<String>,
+    /// Only entries older than this entry id (the previous page's last id).
+    pub before_id: Option<String>,
+    pub limit: u64,
+}
+
+const COLUMNS: [&str; 9] =
+    ["id", "at", "actor_id", "category", "action", "object", "record_id", "before_image", "after_image"];
+
+/// Appends entries, many rows per statement.
+pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry]) -> StoreResult<()> {
+    // 9 parameters per row keeps a chunk well under SQLite's variable limit.
+    for chunk in entries.chunks(500) {
+        let mut insert = Query::insert();
+        insert.into_table("sys_audit").columns(COLUMNS);
+        for e in chunk {
+            let image = |v: &Option<serde_json::Value>| sea_query::Value::String(v.as_ref().map(|j| j.to_string()));
+            insert.values_panic(
+                [
+                    e.id.clone().into(),
+                    e.at.into(),
+                    sea_query::Value::String(e.actor_id.clone()),
+                    e.category.clone().into(),
+                    e.action.clone().into(),
+                    sea_query::Value::String(e.object.clone()),
+                    sea_query::Value::String(e.record_id.clone()),
+                    image(&e.before),
+                    image(&e.after),
+                ]
+                .map(Expr::val),
+            );
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Appends entries outside any other write (sign-in events).
+    pub async fn audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        append(&self.db, entries).await
+    }
+
+    /// Reads the audit log, newest first.
+    pub async fn audit_log(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let mut select = Query::select();
+        select.columns(COLUMNS).from("sys_audit");
+        for (col, v) in
+            [("category", &q.category), ("object", &q.object), ("record_id", &q.record_id), ("actor_id", &q.actor_id)]
+        {
+            if let Some(v) = v {
+                select.and_where(Expr::col(col).eq(v.clone()));
+            }
+        }
+        if let Some(before) = &q.before_id {
+            select.and_where(Expr::col("id").lt(before.clone()));
+        }
+        select.order_by("id", Order::Desc).limit(q.limit);
+        let rows = self.db.query_all(&select).await?;
+        let backend: DbBackend = self.backend;
+        let text = |row, i: usize| -> StoreResult<Option<String>> {
+            match decode(row, i, Storage::Text, backend, COLUMNS[i])? {
+                tessera_metadata::Value::Text(s) => Ok(Some(s)),
+                _ => Ok(None),
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let at = match decode(row, 1, Storage::DateTime, backend, "at")? {
+                tessera_metadata::Value::DateTime(d) => d,
+                _ => Utc::now(),
+            };
+            let json = |i| -> StoreResult<Option<serde_json::Value>> {
+                Ok(text(row, i)?.and_then(|s| serde_json::from_str(&s).ok()))
+            };
+            out.push(AuditEntry {
+                id: text(row, 0)?.unwrap_or_default(),
+                at,
+                actor_id: text(row, 2)?,
+                category: text(row, 3)?.unwrap_or_default(),
+                action: text(row, 4)?.unwrap_or_default(),
+                object: text(row, 5)?,
+                record_id: text(row, 6)?,
+                before: json(7)?,
+                after: json(8)?,
+            });
+        }
+        Ok(out)
+    }
+}

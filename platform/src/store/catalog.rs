@@ -1,0 +1,432 @@
+//! Persistence of object definitions and the DDL that goes with each metadata change, applied
+//! in one transaction with the metadata rows and the version bump.
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
+use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, TypeChange, Value};
+
+use super::audit::{AuditEntry, append};
+use super::codec::{Storage, decode, storage, to_sql};
+use super::{Store, StoreError, StoreResult, ddl};
+
+/// One metadata change, carrying the object definition as it will be after the change.
+#[derive(Debug, Clone)]
+pub enum MetadataChange {
+    CreateObject {
+        object: ObjectDefinition,
+    },
+    /// Labels or description only.
+    UpdateObject {
+        before: ObjectDefinition,
+        object: ObjectDefinition,
+    },
+    DeleteObject {
+        object: ObjectDefinition,
+    },
+    CreateField {
+        object: ObjectDefinition,
+        field: FieldDefinition,
+    },
+    UpdateField {
+        object: ObjectDefinition,
+        before: FieldDefinition,
+        after: FieldDefinition,
+        plan: TypeChange,
+    },
+    DeleteField {
+        object: ObjectDefinition,
+        field: FieldDefinition,
+    },
+}
+
+impl MetadataChange {
+    fn action(&self) -> &'static str {
+        match self {
+            MetadataChange::CreateObject { .. } => "create_object",
+            MetadataChange::UpdateObject { .. } => "update_object",
+            MetadataChange::DeleteObject { .. } => "delete_object",
+            MetadataChange::CreateField { .. } => "create_field",
+            MetadataChange::UpdateField { .. } => "update_field",
+            MetadataChange::DeleteField { .. } => "delete_field",
+        }
+    }
+
+    fn object(&self) -> &ObjectDefinition {
+        match self {
+            MetadataChange::CreateObject { object }
+            | MetadataChange::UpdateObject { object, .. }
+            | MetadataChange::DeleteObject { object }
+            | MetadataChange::CreateField { object, .. }
+            | MetadataChange::UpdateField { object, .. }
+            | MetadataChange::DeleteField { object, .. } => object,
+        }
+    }
+
+    fn images(&self) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+        let j = |v: &dyn erased::ToJson| Some(v.to_json());
+        match self {
+            MetadataChange::CreateObject { object } => (None, j(object)),
+            MetadataChange::UpdateObject { before, object } => (j(before), j(object)),
+            MetadataChange::DeleteObject { object } => (j(object), None),
+            MetadataChange::CreateField { field, .. } => (None, j(field)),
+            MetadataChange::UpdateField { before, after, .. } => (j(before), j(after)),
+            MetadataChange::DeleteField { field, .. } => (j(field), None),
+        }
+    }
+}
+
+mod erased {
+    pub trait ToJson {
+        fn to_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> ToJson for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+impl Store {
+    /// The stored metadata version and every object definition.
+    pub async fn load_metadata(&self) -> StoreResult<(i64, Vec<ObjectDefinition>)> {
+        let version = self.metadata_version(&self.db).await?;
+        let rows = self
+            .db
+            .query_all(
+                &Query::select()
+                    .columns(["name", "definition"])
+                    .from("sys_objects")
+                    .order_by("name", sea_query::Order::Asc)
+                    .to_owned(),
+            )
+            .await?;
+        let mut objects = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get_by_index(0)?;
+            let text: String = row.try_get_by_index(1)?;
+            let def: ObjectDefinition = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("definition of object `{name}`: {e}")))?;
+            objects.push(def);
+        }
+        Ok((version, objects))
+    }
+
+    /// Whether the object has any record (the recycle bin included).
+    pub async fn has_records(&self, object: &ObjectDefinition) -> StoreResult<bool> {
+        let q = Query::select().column("id").from(object.table()).limit(1).to_owned();
+        Ok(self.db.query_one(&q).await?.is_some())
+    }
+
+    /// Whether any record lacks a value in `column`.
+    pub async fn has_nulls(&self, object: &ObjectDefinition, column: &str) -> StoreResult<bool> {
+        let q = Query::select()
+            .column("id")
+            .from(object.table())
+            .and_where(Expr::col(column.to_string()).is_null())
+            .limit(1)
+            .to_owned();
+        Ok(self.db.query_one(&q).await?.is_some())
+    }
+
+    async fn metadata_version<C: ConnectionTrait>(&self, conn: &C) -> StoreResult<i64> {
+        let mut q = Query::select();
+        q.column("value").from("sys_metadata").and_where(Expr::col("key").eq("version"));
+        if self.backend == DbBackend::Postgres {
+            q.lock(sea_query::LockType::Update);
+        }
+        let row =
+            conn.query_one(&q).await?.ok_or_else(|| StoreError::Corrupt("metadata version row is missing".into()))?;
+        Ok(row.try_get_by_index(0)?)
+    }
+
+    /// Applies a metadata change: DDL, definition rows, version bump and audit entry in one
+    /// transaction. Fails with `Refused` if another change landed since `expected_version`.
+    pub async fn apply_metadata(
+        &self,
+        expected_version: i64,
+        change: &MetadataChange,
+        actor: &str,
+    ) -> StoreResult<i64> {
+        let _guard = self.write_guard().await;
+        let txn = self.db.begin().await?;
+        let current = self.metadata_version(&txn).await?;
+        if current != expected_version {
+            return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));
+        }
+        self.apply_ddl(&txn, change).await?;
+        let object = change.object();
+        let now = Utc::now();
+        match change {
+            MetadataChange::DeleteObject { .. } => {
+                txn.execute(
+                    &Query::delete()
+                        .from_table("sys_objects")
+                        .and_where(Expr::col("name").eq(object.name.as_str()))
+                        .to_owned(),
+                )
+                .await?;
+                txn.execute(
+                    &Query::delete()
+                        .from_table("sys_sequences")
+                        .and_where(Expr::col("object").eq(object.name.as_str()))
+                        .to_owned(),
+                )
+                .await?;
+            }
+            _ => {
+                let definition = serde_json::to_string(object).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let insert = Query::insert()
+                    .into_table("sys_objects")
+                    .columns(["name", "definition", "created_at", "updated_at"])
+                    .values_panic([object.name.as_str().into(), definition.into(), now.into(), now.into()])
+                    .on_conflict(OnConflict::column("name").update_columns(["definition", "updated_at"]).to_owned())
+                    .to_owned();
+                txn.execute(&insert).await?;
+            }
+        }
+        let next = current + 1;
+        txn.execute(
+            &Query::update()
+                .table("sys_metadata")
+                .value("value", next)
+                .and_where(Expr::col("key").eq("version"))
+                .to_owned(),
+        )
+        .await?;
+        let (before, after) = change.images();
+        let entry = AuditEntry::new("metadata", change.action(), Some(actor))
+            .on(object.name.as_str(), None)
+            .images(before, after);
+        append(&txn, &[entry]).await?;
+        txn.commit().await?;
+        Ok(next)
+    }
+
+    async fn apply_ddl(&self, txn: &DatabaseTransaction, change: &MetadataChange) -> StoreResult<()> {
+        let pg = self.backend == DbBackend::Postgres;
+        match change {
+            MetadataChange::CreateObject { object } => {
+                txn.execute(&ddl::create_table(object, self.backend)).await?;
+                for ix in ddl::create_indexes(object) {
+                    txn.execute(&ix).await?;
+                }
+                for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
+                    self.init_sequence(txn, object, f, 1).await?;
+                }
+            }
+            MetadataChange::UpdateObject { .. } => {}
+            MetadataChange::DeleteObject { object } => {
+                txn.execute(&ddl::drop_table(&object.table())).await?;
+            }
+            MetadataChange::CreateField { object, field } => {
+                let table = object.table();
+                let column = field.column();
+                txn.execute(&ddl::add_column(&table, field, &column)).await?;
+                if pg && let Some(fk) = ddl::add_lookup_fk(&table, field) {
+                    txn.execute(&fk).await?;
+                }
+                if let Some(default) = field.default().ok().flatten() {
+                    let update = Query::update()
+                        .table(table.clone())
+                        .value(column.clone(), to_sql(&default, storage(field)))
+                        .to_owned();
+                    txn.execute(&update).await?;
+                }
+                if field.field_type == FieldType::AutoNumber {
+                    let next = self.number_existing(txn, object, field).await?;
+                    self.init_sequence(txn, object, field, next).await?;
+                }
+                if let Some(ix) = ddl::field_index(&table, field, &column) {
+                    txn.execute(&ix).await?;
+                }
+            }
+            MetadataChange::UpdateField { object, before, after, plan } => {
+                let table = object.table();
+                let column = after.column();
+                let index_changed = before.unique != after.unique || before.indexed != after.indexed;
+                if *plan == TypeChange::Convert || index_changed {
+                    for sql in ddl::drop_field_indexes(&table, &column, self.backend) {
+                        txn.execute_unprepared(&sql).await?;
+                    }
+                }
+                if *plan == TypeChange::Convert {
+                    self.convert_column(txn, object, before, after).await?;
+                }
+                if after.unique && (!before.unique || *plan == TypeChange::Convert) {
+                    self.refuse_duplicates(txn, &table, after).await?;
+                }
+                if *plan == TypeChange::Convert || index_changed {
+                    if let Some(ix) = ddl::field_index(&table, after, &column) {
+                        txn.execute(&ix).await?;
+                    }
+                }
+            }
+            MetadataChange::DeleteField { object, field } => {
+                let table = object.table();
+                let column = field.column();
+                for sql in ddl::drop_field_indexes(&table, &column, self.backend) {
+                    txn.execute_unprepared(&sql).await?;
+                }
+                txn.execute(&ddl::drop_column(&table, &column)).await?;
+                txn.execute(
+                    &Query::delete()
+                        .from_table("sys_sequences")
+                        .and_where(Expr::col("object").eq(object.name.as_str()))
+                        .and_where(Expr::col("field").eq(field.name.as_str()))
+                        .to_owned(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn init_sequence(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        field: &FieldDefinition,
+        next: i64,
+    ) -> StoreResult<()> {
+        let insert = Query::insert()
+            .into_table("sys_sequences")
+            .columns(["object", "field", "next_value"])
+            .values_panic([object.name.as_str().into(), field.name.as_str().into(), next.into()])
+            .on_conflict(OnConflict::columns(["object", "field"]).update_column("next_value").to_owned())
+            .to_owned();
+        txn.execute(&insert).await?;
+        Ok(())
+    }
+
+    /// Gives existing records numbers in creation order; returns the next number.
+    async fn number_existing(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        field: &FieldDefinition,
+    ) -> StoreResult<i64> {
+        let table = object.table();
+        let rows = txn
+            .query_all(
+                &Query::select()
+                    .column("id")
+                    .from(table.clone())
+                    .order_by("created_at", sea_query::Order::Asc)
+                    .order_by("id", sea_query::Order::Asc)
+                    .to_owned(),
+            )
+            .await?;
+        let mut n = 1;
+        for row in rows {
+            let id: String = row.try_get_by_index(0)?;
+            txn.execute(
+                &Query::update()
+                    .table(table.clone())
+                    .value(field.column(), field.format_auto_number(n))
+                    .and_where(Expr::col("id").eq(id))
+                    .to_owned(),
+            )
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn refuse_duplicates(
+        &self,
+        txn: &DatabaseTransaction,
+        table: &str,
+        field: &FieldDefinition,
+    ) -> StoreResult<()> {
+        let column = field.column();
+        let q = Query::select()
+            .column(column.clone())
+            .expr(Func::count(Expr::col("id")))
+            .from(table.to_string())
+            .and_where(Expr::col(column.clone()).is_not_null())
+            .group_by_col(column.clone())
+            .and_having(Func::count(Expr::col("id")).gt(1))
+            .limit(1)
+            .to_owned();
+        if let Some(row) = txn.query_one(&q).await? {
+            let sample = decode(&row, 0, storage(field), self.backend, &column)?.to_json(field);
+            return Err(StoreError::Refused(format!(
+                "field `{}` cannot be unique: several records share the value {sample}",
+                field.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Retypes a column by converting every stored value in Rust (refusing the change if any
+    /// value cannot follow), writing the results to a new column and swapping it in.
+    async fn convert_column(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        before: &FieldDefinition,
+        after: &FieldDefinition,
+    ) -> StoreResult<()> {
+        let table = object.table();
+        let column = after.column();
+        let rows = txn
+            .query_all(
+                &Query::select()
+                    .columns(["id".to_string(), column.clone()])
+                    .from(table.clone())
+                    .and_where(Expr::col(column.clone()).is_not_null())
+                    .to_owned(),
+            )
+            .await?;
+        let mut converted: Vec<(String, Value)> = Vec::with_capacity(rows.len());
+        let mut failures = 0usize;
+        let mut example = None;
+        for row in &rows {
+            let id: String = row.try_get_by_index(0)?;
+            let old = decode(row, 1, storage(before), self.backend, &column)?;
+            match old.convert(before, after) {
+                Ok(v) => converted.push((id, v)),
+                Err(issue) => {
+                    failures += 1;
+                    example.get_or_insert_with(|| format!("record {id} ({}: {})", old.to_json(before), issue.message));
+                }
+            }
+        }
+        if failures > 0 {
+            return Err(StoreError::Refused(format!(
+                "cannot change field `{}`: {failures} stored value(s) cannot be converted, e.g. {}",
+                after.name,
+                example.unwrap_or_default()
+            )));
+        }
+        if Storage::of(before.field_type) == Storage::of(after.field_type) {
+            for (id, v) in converted {
+                txn.execute(
+                    &Query::update()
+                        .table(table.clone())
+                        .value(column.clone(), to_sql(&v, storage(after)))
+                        .and_where(Expr::col("id").eq(id))
+                        .to_owned(),
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let temp = format!("{column}__retype");
+        txn.execute(&ddl::add_column(&table, after, &temp)).await?;
+        for (id, v) in converted {
+            txn.execute(
+                &Query::update()
+                    .table(table.clone())
+                    .value(temp.clone(), to_sql(&v, storage(after)))
+                    .and_where(Expr::col("id").eq(id))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        txn.execute(&ddl::drop_column(&table, &column)).await?;
+        txn.execute(&ddl::rename_column(&table, &temp, &column)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! DDL derived from object definitions: tables, columns, indexes and foreign keys.
+//!
+//! Lookups are real foreign keys on PostgreSQL (`ON DELETE SET NULL`). SQLite cannot drop or
+//! retype a column that takes part in a foreign key without rebuilding the table with
+//! enforcement switched off outside any transaction, which would break the rule that a
+//! metadata change is one transaction; there the store enforces lookup integrity itself (writes
+//! are serialised, ids are checked in the writing transaction, and destroying a record clears
+//! references to it).
+
+use sea_orm::DbBackend;
+use sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, Index, Table, TableAlterStatement, TableCreateStatement};
+use sha2::{Digest, Sha256};
+use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition};
+
+use super::codec::{Storage, storage};
+
+/// Index and constraint names must fit PostgreSQL's 63-byte limit; long ones end in a hash.
+pub fn constraint_name(prefix: &str, table: &str, column: &str) -> String {
+    let name = format!("{prefix}_{table}_{column}");
+    if name.len() <= 60 {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hash}", &name[..50])
+}
+
+fn column_def(name: &str, st: Storage, field: Option<&FieldDefinition>) -> ColumnDef {
+    let mut c = ColumnDef::new(name.to_string());
+    match st {
+        Storage::Text => match field.map(|f| f.field_type) {
+            Some(FieldType::LongText) => c.text(),
+            Some(FieldType::Lookup) | None => c.string_len(36),
+            Some(_) => c.text(),
+        },
+        Storage::Int => c.big_integer(),
+        Storage::Bool => c.boolean(),
+        Storage::Date => c.date(),
+        Storage::DateTime => c.timestamp_with_time_zone(),
+        Storage::Json => c.json_binary(),
+    };
+    c.null();
+    c
+}
+
+/// The column definition of a field (always nullable: `required` is a write rule, so adding a
+/// required field to a table with rows never fails).
+pub fn field_column(field: &FieldDefinition, column: &str) -> ColumnDef {
+    column_def(column, storage(field), Some(field))
+}
+
+fn lookup_fk(table: &str, field: &FieldDefinition) -> Option<sea_query::ForeignKeyCreateStatement> {
+    let target = field.target.as_ref()?;
+    let column = field.column();
+    Some(
+        ForeignKey::create()
+            .name(constraint_name("fk", table, &column))
+            .from(table.to_string(), column)
+            .to(target.table(), "id")
+            .on_delete(ForeignKeyAction::SetNull)
+            .to_owned(),
+    )
+}
+
+/// `CREATE TABLE obj_<name>` with system columns and one column per field.
+pub fn create_table(object: &ObjectDefinition, backend: DbBackend) -> TableCreateStatement {
+    let table = object.table();
+    let mut t = Table::create();
+    t.table(table.clone())
+        .col(ColumnDef::new("id").string_len(36).not_null().primary_key())
+        .col(ColumnDef::new("owner_id").string_len(36).not_null())
+        .col(ColumnDef::new("created_at").timestamp_with_time_zone().not_null())
+        .col(ColumnDef::new("updated_at").timestamp_with_time_zone().not_null())
+        .col(ColumnDef::new("created_by").string_len(36).not_null())
+        .col(ColumnDef::new("updated_by").string_len(36).not_null())
+        .col(ColumnDef::new("version").big_integer().not_null().default(1))
+        .col(ColumnDef::new("deleted_at").timestamp_with_time_zone().null());
+    for f in &object.fields {
+        t.col(field_column(f, &f.column()));
+        if backend == DbBackend::Postgres
+            && let Some(mut fk) = lookup_fk(&table, f)
+        {
+            t.foreign_key(&mut fk);
+        }
+    }
+    t.to_owned()
+}
+
+/// Indexes every table has, and those its fields ask for.
+pub fn create_indexes(object: &ObjectDefinition) -> Vec<sea_query::IndexCreateStatement> {
+    let table = object.table();
+    let mut out = vec![
+        Index::create().name(constraint_name("ix", &table, "owner_id")).table(table.clone()).col("owner_id").to_owned(),
+        Index::create()
+            .name(constraint_name("ix", &table, "created_at"))
+            .table(table.clone())
+            .col("created_at")
+            .to_owned(),
+    ];
+    for f in &object.fields {
+        out.extend(field_index(&table, f, &f.column()));
+    }
+    out
+}
+
+/// The index a field asks for (unique, indexed, or any lookup), if any.
+pub fn field_index(table: &str, field: &FieldDefinition, column: &str) -> Option<sea_query::IndexCreateStatement> {
+    if field.unique {
+        Some(
+            Index::create()
+                .name(constraint_name("ux", table, column))
+                .table(table.to_string())
+                .col(column.to_string())
+                .unique()
+                .to_owned(),
+        )
+    } else if field.indexed || field.field_type == FieldType::Lookup {
+        Some(
+            Index::create()
+                .name(constraint_name("ix", table, column))
+                .table(table.to_string())
+                .col(column.to_string())
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
+
+/// Drops whatever index `field_index` may have created for a column.
+pub fn drop_field_indexes(table: &str, column: &str, backend: DbBackend) -> Vec<String> {
+    ["ux", "ix"]
+        .iter()
+        .map(|p| {
+            let name = constraint_name(p, table, column);
+            match backend {
+                DbBackend::Postgres => format!("DROP INDEX IF EXISTS \"{name}\""),
+                _ => format!("DROP INDEX IF EXISTS \"{name}\""),
+            }
+        })
+        .collect()
+}
+
+/// `ALTER TABLE … ADD COLUMN` for one field (one change per statement, as SQLite requires).
+pub fn add_column(table: &str, field: &FieldDefinition, column: &str) -> TableAlterStatement {
+    Table::alter().table(table.to_string()).add_column(field_column(field, column)).to_owned()
+}
+
+/// The foreign key of a lookup added to an existing table (PostgreSQL only).
+pub fn add_lookup_fk(table: &str, field: &FieldDefinition) -> Option<sea_query::ForeignKeyCreateStatement> {
+    let target = field.target.as_ref()?;
+    let column = field.column();
+    Some(
+        ForeignKey::create()
+            .name(constraint_name("fk", table, &column))
+            .from(table.to_string(), column)
+            .to(target.table(), "id")
+            .on_delete(ForeignKeyAction::SetNull)
+            .to_owned(),
+    )
+}
+
+pub fn drop_column(table: &str, column: &str) -> TableAlterStatement {
+    Table::alter().table(table.to_string()).drop_column(column.to_string()).to_owned()
+}
+
+pub fn rename_column(table: &str, from: &str, to: &str) -> TableAlterStatement {
+    Table::alter().table(table.to_string()).rename_column(from.to_string(), to.to_string()).to_owned()
+}
+
+pub fn drop_table(table: &str) -> sea_query::TableDropStatement {
+    Table::drop().table(table.to_string()).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+    use tessera_metadata::{FieldName, ObjectName};
+
+    fn fixture() -> ObjectDefinition {
+        let mut account = FieldDefinition::new(FieldName::new("account").unwrap(), "客户", FieldType::Lookup);
+        account.target = Some(ObjectName::new("account").unwrap());
+        let mut email = FieldDefinition::new(FieldName::new("email").unwrap(), "Email", FieldType::Email);
+        email.unique = true;
+        let mut amount = FieldDefinition::new(FieldName::new("amount").unwrap(), "Amount", FieldType::Currency);
+        amount.indexed = true;
+        ObjectDefinition {
+            name: ObjectName::new("contact").unwrap(),
+            plural_name: ObjectName::new("contacts").unwrap(),
+            label: "联系人".into(),
+            plural_label: "联系人".into(),
+            description: None,
+            fields: vec![
+                account,
+                email,
+                amount,
+                FieldDefinition::new(FieldName::new("tags").unwrap(), "Tags", FieldType::Json),
+            ],
+        }
+    }
+
+    #[test]
+    fn generates_table_ddl_for_both_backends() {
+        let o = fixture();
+        let mut out = vec![
+            create_table(&o, DbBackend::Sqlite).to_string(SqliteQueryBuilder),
+            create_table(&o, DbBackend::Postgres).to_string(PostgresQueryBuilder),
+        ];
+        out.extend(create_indexes(&o).iter().map(|i| i.to_string(PostgresQueryBuilder)));
+        insta::assert_snapshot!(out.join(";\n"));
+    }
+
+    #[test]
+    fn shortens_long_constraint_names() {
+        let long = constraint_name("ux", &"t".repeat(52), &"c".repeat(48));
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(long, constraint_name("ux", &"t".repeat(52), &"d".repeat(48)));
+    }
+}

@@ -1,0 +1,169 @@
+//! Compiles the query model (filters, sort keys, keyset cursors) into sea-query conditions.
+
+use sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr, Query, SelectStatement};
+use tessera_metadata::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection, Value};
+
+use super::codec::{Storage, to_sql};
+
+fn bind(value: &Value) -> sea_query::Value {
+    // Nulls never reach here (they compile to IS NULL), so the storage hint is irrelevant.
+    to_sql(value, Storage::Text)
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn like(pattern: String) -> LikeExpr {
+    LikeExpr::new(pattern).escape('\\')
+}
+
+/// The condition of one comparison.
+fn compare(column: &str, op: &FilterOp) -> Condition {
+    let col = || Expr::col(column.to_string());
+    let lower = || Expr::expr(Func::lower(Expr::col(column.to_string())));
+    let expr: Expr = match op {
+        FilterOp::Eq(Value::Null) => col().is_null(),
+        FilterOp::Neq(Value::Null) => col().is_not_null(),
+        FilterOp::Eq(v) => col().eq(bind(v)),
+        // SQL's `<>` drops nulls; "not equal to x" in a CRM includes empty values.
+        FilterOp::Neq(v) => return Condition::any().add(col().ne(bind(v))).add(col().is_null()),
+        FilterOp::In(vs) if vs.is_empty() => Expr::cust("1 = 0"),
+        FilterOp::NotIn(vs) if vs.is_empty() => Expr::cust("1 = 1"),
+        FilterOp::In(vs) => col().is_in(vs.iter().map(bind)),
+        FilterOp::NotIn(vs) => return Condition::any().add(col().is_not_in(vs.iter().map(bind))).add(col().is_null()),
+        FilterOp::Gt(v) => col().gt(bind(v)),
+        FilterOp::Gte(v) => col().gte(bind(v)),
+        FilterOp::Lt(v) => col().lt(bind(v)),
+        FilterOp::Lte(v) => col().lte(bind(v)),
+        FilterOp::Like(p) => col().like(like(p.clone())),
+        FilterOp::ILike(p) => lower().like(like(p.to_lowercase())),
+        FilterOp::StartsWith(s) => col().like(like(format!("{}%", escape_like(s)))),
+        FilterOp::EndsWith(s) => col().like(like(format!("%{}", escape_like(s)))),
+        FilterOp::IsNull(true) => col().is_null(),
+        FilterOp::IsNull(false) => col().is_not_null(),
+    };
+    Condition::all().add(expr)
+}
+
+/// Compiles a filter to a condition on the current table.
+pub fn condition(filter: &Filter) -> Condition {
+    match filter {
+        Filter::Column { column, op } => compare(column, op),
+        Filter::Related { column, target, filter } => {
+            let sub: SelectStatement = Query::select()
+                .column("id")
+                .from(target.table())
+                .cond_where(Condition::all().add(condition(filter)).add(Expr::col("deleted_at").is_null()))
+                .to_owned();
+            Condition::all().add(Expr::col(column.clone()).in_subquery(sub))
+        }
+        Filter::And(parts) => parts.iter().fold(Condition::all(), |c, f| c.add(condition(f))),
+        Filter::Or(parts) => {
+            if parts.is_empty() {
+                return Condition::all();
+            }
+            parts.iter().fold(Condition::any(), |c, f| c.add(condition(f)))
+        }
+        Filter::Not(inner) => condition(inner).not(),
+    }
+}
+
+/// Keys sort in this order: the requested keys and then `id` ascending.
+pub fn full_order(order: &[OrderKey]) -> Vec<OrderKey> {
+    let mut keys: Vec<OrderKey> = order.iter().filter(|k| k.column != "id").cloned().collect();
+    let id = order.iter().find(|k| k.column == "id").cloned().unwrap_or(OrderKey {
+        column: "id".into(),
+        direction: SortDirection::Asc,
+        nulls: NullsOrder::Last,
+    });
+    keys.push(id);
+    keys
+}
+
+/// The rows strictly after `values` in the order of `keys` (the keyset predicate), handling
+/// nulls by their position in each key's ordering.
+pub fn after(keys: &[OrderKey], values: &[Value]) -> Condition {
+    let mut any = Condition::any();
+    for i in 0..keys.len() {
+        let mut all = Condition::all();
+        for (k, v) in keys.iter().zip(values).take(i) {
+            all = all.add(match v {
+                Value::Null => Expr::col(k.column.clone()).is_null(),
+                v => Expr::col(k.column.clone()).eq(bind(v)),
+            });
+        }
+        let (k, v) = (&keys[i], &values[i]);
+        let col = || Expr::col(k.column.clone());
+        let beyond = match (v, k.nulls) {
+            // After a null: only non-nulls remain if nulls come first; nothing if they come last.
+            (Value::Null, NullsOrder::First) => Some(Condition::all().add(col().is_not_null())),
+            (Value::Null, NullsOrder::Last) => None,
+            (v, nulls) => {
+                let cmp = match k.direction {
+                    SortDirection::Asc => col().gt(bind(v)),
+                    SortDirection::Desc => col().lt(bind(v)),
+                };
+                Some(match nulls {
+                    NullsOrder::Last => Condition::any().add(cmp).add(col().is_null()),
+                    NullsOrder::First => Condition::all().add(cmp),
+                })
+            }
+        };
+        if let Some(b) = beyond {
+            any = any.add(all.add(b));
+        }
+    }
+    if any.is_empty() { Condition::all().add(Expr::cust("1 = 0")) } else { any }
+}
+
+/// Applies `ORDER BY` with explicit null placement.
+pub fn apply_order<S: sea_query::OrderedStatement>(select: &mut S, keys: &[OrderKey]) {
+    for k in keys {
+        let order = match k.direction {
+            SortDirection::Asc => sea_query::Order::Asc,
+            SortDirection::Desc => sea_query::Order::Desc,
+        };
+        let nulls = match k.nulls {
+            NullsOrder::First => sea_query::NullOrdering::First,
+            NullsOrder::Last => sea_query::NullOrdering::Last,
+        };
+        select.order_by_with_nulls(k.column.clone(), order, nulls);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+    use tessera_metadata::ObjectName;
+
+    #[test]
+    fn compiles_filters_and_keyset_predicates() {
+        let f = Filter::And(vec![
+            Filter::Or(vec![
+                Filter::Column { column: "name".into(), op: FilterOp::StartsWith("Ac_%".into()) },
+                Filter::Not(Box::new(Filter::Column { column: "amount".into(), op: FilterOp::Gte(Value::Int(100)) })),
+            ]),
+            Filter::Related {
+                column: "account_id".into(),
+                target: ObjectName::new("account").unwrap(),
+                filter: Box::new(Filter::Column { column: "name".into(), op: FilterOp::ILike("%acme%".into()) }),
+            },
+            Filter::Column { column: "stage".into(), op: FilterOp::Neq(Value::Text("won".into())) },
+        ]);
+        let keys = full_order(&[OrderKey {
+            column: "amount".into(),
+            direction: SortDirection::Desc,
+            nulls: NullsOrder::Last,
+        }]);
+        let mut q = Query::select()
+            .column("id")
+            .from("obj_contact")
+            .cond_where(condition(&f))
+            .cond_where(after(&keys, &[Value::Int(5), Value::Text("x".into())]))
+            .to_owned();
+        apply_order(&mut q, &keys);
+        insta::assert_snapshot!(format!("{}\n{}", q.to_string(SqliteQueryBuilder), q.to_string(PostgresQueryBuilder)));
+    }
+}

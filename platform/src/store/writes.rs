@@ -1,0 +1,783 @@
+//! The write half of the record pipeline: defaults, coercion and validation of input, lookup
+//! and uniqueness checks, auto numbers, optimistic versions, the recycle bin and the audit
+//! trail, each write in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_query::{Expr, ExprTrait, Query};
+use tessera_metadata::{FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value};
+
+use super::audit::{AuditEntry, append};
+use super::codec::{Storage, storage, to_sql};
+use super::filter::condition;
+use super::reads::{SYSTEM_COLUMNS, read_columns};
+use super::{Store, StoreError};
+use crate::graphql::{Caller, DataError, DataResult, Record, RecordInput, Upsert};
+
+/// Most records one `updateMany` may touch.
+pub const MAX_UPDATE_MANY: usize = 10_000;
+
+/// Parameters per statement, under SQLite's and PostgreSQL's limits.
+const MAX_PARAMS: usize = 30_000;
+
+impl From<StoreError> for DataError {
+    fn from(e: StoreError) -> DataError {
+        match e {
+            StoreError::Refused(message) => DataError::bad_input(message),
+            StoreError::Db(db) if is_unique_violation(&db) => DataError::Conflict {
+                message: "a unique field already has this value".into(),
+                field_errors: Vec::new(),
+            },
+            StoreError::Db(db) if is_timeout(&db) => DataError::Timeout,
+            other => {
+                tracing::error!(error = %other, "store failure");
+                DataError::Internal
+            }
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for DataError {
+    fn from(e: sea_orm::DbErr) -> DataError {
+        StoreError::Db(e).into()
+    }
+}
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    let s = e.to_string();
+    s.contains("UNIQUE constraint failed") || s.contains("duplicate key value")
+}
+
+fn is_timeout(e: &sea_orm::DbErr) -> bool {
+    let s = e.to_string();
+    s.contains("statement timeout") || s.contains("canceling statement") || s.contains("database is locked")
+}
+
+/// Microsecond precision: what PostgreSQL keeps, so values and cursors round-trip exactly.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// A validated record about to be written: field column → value.
+type Row = HashMap<String, Value>;
+
+fn image(object: &ObjectDefinition, values: &Row, only: Option<&HashSet<String>>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (column, v) in values {
+        if only.is_some_and(|o| !o.contains(column)) {
+            continue;
+        }
+        match object.fields.iter().find(|f| &f.column() == column) {
+            Some(f) => {
+                map.insert(f.name.to_string(), v.to_json(f));
+            }
+            None if column == "owner_id" => {
+                map.insert(
+                    "owner_id".into(),
+                    match v {
+                        Value::Text(s) => serde_json::Value::String(s.clone()),
+                        _ => serde_json::Value::Null,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Coerces the given input fields; `Err` collects every issue of this record.
+fn coerce_input(
+    object: &ObjectDefinition,
+    index: usize,
+    input: &RecordInput,
+    creating: bool,
+) -> Result<Row, Vec<FieldIssue>> {
+    let mut row = Row::new();
+    let mut issues = Vec::new();
+    for (name, json) in input {
+        if name == "owner_id" {
+            match json {
+                serde_json::Value::String(s) => {
+                    row.insert("owner_id".into(), Value::Text(s.clone()));
+                }
+                _ => issues.push(FieldIssue::new("owner", IssueCode::InvalidType, "expected a user id").at(index)),
+            }
+            continue;
+        }
+        let Some(field) = object.field(name) else {
+            issues.push(
+                FieldIssue::new(
+                    name.as_str(),
+                    IssueCode::UnknownField,
+                    format!("`{name}` is not a field of `{}`", object.name),
+                )
+                .at(index),
+            );
+            continue;
+        };
+        if field.field_type == FieldType::AutoNumber {
+            issues.push(
+                FieldIssue::new(name.as_str(), IssueCode::ReadOnly, "auto numbers are assigned by the platform")
+                    .at(index),
+            );
+            continue;
+        }
+        match Value::coerce(field, json) {
+            Ok(v) => {
+                if v.is_null() && field.required {
+                    issues.push(FieldIssue::new(name.as_str(), IssueCode::Required, "is required").at(index));
+                }
+                row.insert(field.column(), v);
+            }
+            Err(issue) => issues.push(issue.at(index)),
+        }
+    }
+    if creating {
+        for field in &object.fields {
+            let column = field.column();
+            if row.contains_key(&column) || field.field_type == FieldType::AutoNumber {
+                continue;
+            }
+            match field.default() {
+                Ok(Some(v)) => {
+                    row.insert(column, v);
+                }
+                Ok(None) if field.required => {
+                    issues.push(FieldIssue::new(field.name.as_str(), IssueCode::Required, "is required").at(index))
+                }
+                Ok(None) => {}
+                Err(issue) => issues.push(issue.at(index)),
+            }
+        }
+    }
+    if issues.is_empty() { Ok(row) } else { Err(issues) }
+}
+
+impl Store {
+    /// Checks that every lookup id names a live record of its target, and every owner a user.
+    async fn check_references(
+        &self,
+        txn: &DatabaseTransaction,
+        registry: &Registry,
+        object: &ObjectDefinition,
+        rows: &[(usize, &Row)],
+    ) -> DataResult<Vec<FieldIssue>> {
+        let mut issues = Vec::new();
+        for field in object.fields.iter().filter(|f| f.field_type == FieldType::Lookup) {
+            let Some(target) = field.target.as_ref().and_then(|t| registry.object(t.as_str())) else { continue };
+            let column = field.column();
+            let ids: HashSet<&str> = rows
+                .iter()
+                .filter_map(|(_, r)| match r.get(&column) {
+                    Some(Value::Text(id)) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let found =
+                self.existing_ids(txn, &target.table(), ids.iter().map(|s| s.to_string()).collect(), true).await?;
+            for (index, r) in rows {
+                if let Some(Value::Text(id)) = r.get(&column)
+                    && !found.contains(id)
+                {
+                    issues.push(
+                        FieldIssue::new(
+                            field.name.as_str(),
+                            IssueCode::NotFound,
+                            format!("no {} with id `{id}`", target.name),
+                        )
+                        .at(*index),
+                    );
+                }
+            }
+        }
+        let owners: HashSet<String> = rows
+            .iter()
+            .filter_map(|(_, r)| match r.get("owner_id") {
+                Some(Value::Text(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !owners.is_empty() {
+            let found = self.existing_ids(txn, "sys_users", owners.into_iter().collect(), false).await?;
+            for (index, r) in rows {
+                if let Some(Value::Text(id)) = r.get("owner_id")
+                    && !found.contains(id)
+                {
+                    issues.push(
+                        FieldIssue::new("owner", IssueCode::NotFound, format!("no user with id `{id}`")).at(*index),
+                    );
+                }
+            }
+        }
+        Ok(issues)
+    }
+
+    async fn existing_ids(
+        &self,
+        txn: &DatabaseTransaction,
+        table: &str,
+        ids: Vec<String>,
+        live_only: bool,
+    ) -> DataResult<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(1000) {
+            let mut q = Query::select();
+            q.column("id").from(table.to_string()).and_where(Expr::col("id").is_in(chunk.iter().cloned()));
+            if live_only {
+                q.and_where(Expr::col("deleted_at").is_null());
+            }
+            for row in txn.query_all(&q).await? {
+                found.insert(row.try_get_by_index::<String>(0)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Unique fields: duplicates within the batch and against stored records (the recycle bin
+    /// included, since restoring must not create duplicates).
+    async fn check_unique(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        rows: &[(usize, &Row)],
+        exclude: &HashSet<String>,
+    ) -> DataResult<Vec<FieldIssue>> {
+        let mut issues = Vec::new();
+        for field in object.fields.iter().filter(|f| f.unique) {
+            let column = field.column();
+            let st = storage(field);
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            let mut values = Vec::new();
+            for (index, r) in rows {
+                let Some(v) = r.get(&column).filter(|v| !v.is_null()) else { continue };
+                let key = format!("{:?}", v);
+                if let Some(first) = seen.insert(key, *index) {
+                    issues.push(
+                        FieldIssue::new(
+                            field.name.as_str(),
+                            IssueCode::Unique,
+                            format!("same value as record {first} of this batch"),
+                        )
+                        .at(*index),
+                    );
+                }
+                values.push(to_sql(v, st));
+            }
+            if values.is_empty() {
+                continue;
+            }
+            let mut taken: HashSet<String> = HashSet::new();
+            for chunk in values.chunks(1000) {
+                let q = Query::select()
+                    .columns(["id".to_string(), column.clone()])
+                    .from(object.table())
+                    .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
+                    .to_owned();
+                for row in txn.query_all(&q).await? {
+                    let id: String = row.try_get_by_index(0)?;
+                    if exclude.contains(&id) {
+                        continue;
+                    }
+                    let v = super::codec::decode(&row, 1, st, self.backend, &column)?;
+                    taken.insert(format!("{:?}", v));
+                }
+            }
+            for (index, r) in rows {
+                if let Some(v) = r.get(&column)
+                    && taken.contains(&format!("{:?}", v))
+                {
+                    issues.push(
+                        FieldIssue::new(
+                            field.name.as_str(),
+                            IssueCode::Unique,
+                            format!("{} is already used by another record", v.to_json(field)),
+                        )
+                        .at(*index),
+                    );
+                }
+            }
+        }
+        Ok(issues)
+    }
+
+    /// Reserves `n` consecutive numbers of an auto-number field inside the transaction, so a
+    /// rollback gives them back: no gaps, no duplicates.
+    async fn reserve_numbers(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        field: &FieldDefinition,
+        n: i64,
+    ) -> DataResult<i64> {
+        let stmt = Query::update()
+            .table("sys_sequences")
+            .value("next_value", Expr::col("next_value").add(n))
+            .and_where(Expr::col("object").eq(object.name.as_str()))
+            .and_where(Expr::col("field").eq(field.name.as_str()))
+            .returning_col("next_value")
+            .to_owned();
+        let row = txn
+            .query_one(&stmt)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("no sequence for {}.{}", object.name, field.name)))?;
+        let next: i64 = row.try_get_by_index(0)?;
+        Ok(next - n)
+    }
+
+    async fn insert_rows(&self, txn: &DatabaseTransaction, object: &ObjectDefinition, rows: &[Row]) -> DataResult<()> {
+        let Some(first) = rows.first() else { return Ok(()) };
+        let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| c.to_string()).collect();
+        columns.extend(object.fields.iter().map(|f| f.column()));
+        let storages: Vec<Storage> = columns
+            .iter()
+            .map(|c| {
+                Storage::of_system(c)
+                    .or_else(|| object.fields.iter().find(|f| &f.column() == c).map(storage))
+                    .unwrap_or(Storage::Text)
+            })
+            .collect();
+        let _ = first;
+        let per_statement = (MAX_PARAMS / columns.len()).max(1);
+        for chunk in rows.chunks(per_statement) {
+            let mut insert = Query::insert();
+            insert.into_table(object.table()).columns(columns.clone());
+            for row in chunk {
+                let values: Vec<sea_query::Expr> = columns
+                    .iter()
+                    .zip(&storages)
+                    .map(|(c, st)| Expr::val(to_sql(row.get(c).unwrap_or(&Value::Null), *st)))
+                    .collect();
+                insert.values(values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            }
+            txn.execute(&insert).await?;
+        }
+        Ok(())
+    }
+
+    async fn begin(&self) -> DataResult<DatabaseTransaction> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// Creates records (all or nothing); with `upsert`, inputs matching an existing record on
+    /// the conflict field update it instead.
+    pub async fn create_records(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        inputs: Vec<RecordInput>,
+        upsert: Option<Upsert>,
+    ) -> DataResult<Vec<Record>> {
+        let conflict_field = match &upsert {
+            Some(u) => Some(upsert_field(object, u)?),
+            None => None,
+        };
+        let mut rows: Vec<Row> = Vec::with_capacity(inputs.len());
+        let mut issues = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            match coerce_input(object, i, input, true) {
+                Ok(r) => rows.push(r),
+                Err(mut e) => {
+                    issues.append(&mut e);
+                    rows.push(Row::new());
+                }
+            }
+        }
+        if !issues.is_empty() {
+            return Err(DataError::invalid_fields(issues));
+        }
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        // Split upserts into updates of existing records and inserts.
+        let mut existing: HashMap<usize, Record> = HashMap::new();
+        if let (Some(field), Some(u)) = (conflict_field, &upsert) {
+            let column = field.column();
+            let keys: Vec<sea_query::Value> = rows
+                .iter()
+                .filter_map(|r| r.get(&column))
+                .filter(|v| !v.is_null())
+                .map(|v| to_sql(v, storage(field)))
+                .collect();
+            let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
+            let read = read_columns(object, &cols);
+            let mut by_key: HashMap<String, Record> = HashMap::new();
+            for chunk in keys.chunks(1000) {
+                let mut q = Query::select();
+                q.columns(read.iter().map(|c| c.name.clone()))
+                    .from(object.table())
+                    .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
+                    .and_where(Expr::col("deleted_at").is_null());
+                if self.backend == DbBackend::Postgres {
+                    q.lock(sea_query::LockType::Update);
+                }
+                for row in txn.query_all(&q).await? {
+                    let rec = self.decode_record(&row, &read)?;
+                    by_key.insert(format!("{:?}", rec.get(&column)), rec);
+                }
+            }
+            for (i, r) in rows.iter_mut().enumerate() {
+                if let Some(rec) = r.get(&column).and_then(|v| by_key.get(&format!("{:?}", v))) {
+                    // Only the listed fields overwrite an existing record.
+                    let allowed: HashSet<String> =
+                        u.update.iter().filter_map(|n| object.field(n)).map(|f| f.column()).collect();
+                    r.retain(|c, _| allowed.contains(c));
+                    existing.insert(i, rec.clone());
+                }
+            }
+        }
+        let inserting: Vec<(usize, &Row)> =
+            rows.iter().enumerate().filter(|(i, _)| !existing.contains_key(i)).collect();
+        let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
+        let mut issues = self.check_references(&txn, registry, object, &all).await?;
+        let exclude: HashSet<String> = existing.values().map(|r| r.id.clone()).collect();
+        issues.extend(self.check_unique(&txn, object, &all, &exclude).await?);
+        if !issues.is_empty() {
+            issues.sort_by_key(|i| i.index);
+            let unique_only = issues.iter().all(|i| i.code == IssueCode::Unique);
+            return Err(if unique_only {
+                DataError::Conflict { message: "a unique field already has this value".into(), field_errors: issues }
+            } else {
+                DataError::invalid_fields(issues)
+            });
+        }
+        let now = now();
+        let mut numbers: HashMap<String, i64> = HashMap::new();
+        for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
+            let start = self.reserve_numbers(&txn, object, f, inserting.len() as i64).await?;
+            numbers.insert(f.column(), start);
+        }
+        let mut new_rows: Vec<Row> = Vec::with_capacity(inserting.len());
+        let mut out: Vec<Option<Record>> = vec![None; rows.len()];
+        let mut audit = Vec::with_capacity(rows.len());
+        for (n, (i, input)) in inserting.iter().enumerate() {
+            let mut row: Row = (*input).clone();
+            let id = uuid::Uuid::now_v7().to_string();
+            row.insert("id".into(), Value::Text(id.clone()));
+            row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));
+            row.insert("created_at".into(), Value::DateTime(now));
+            row.insert("updated_at".into(), Value::DateTime(now));
+            row.insert("created_by".into(), Value::Text(caller.user_id.clone()));
+            row.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
+            row.insert("version".into(), Value::Int(1));
+            row.insert("deleted_at".into(), Value::Null);
+            for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
+                let start = numbers.get(&f.column()).copied().unwrap_or(1);
+                row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
+            }
+            audit.push(
+                AuditEntry::new("record", "create", Some(&caller.user_id))
+                    .on(object.name.as_str(), Some(&id))
+                    .images(None, Some(image(object, &row, None))),
+            );
+            out[*i] = Some(Record { id, values: row.clone() });
+            new_rows.push(row);
+        }
+        self.insert_rows(&txn, object, &new_rows).await?;
+        for (i, rec) in existing {
+            let patch = rows[i].clone();
+            let updated = self.apply_update(&txn, caller, object, rec, patch, None, &mut audit).await?;
+            out[i] = Some(updated);
+        }
+        append(&txn, &audit).await?;
+        txn.commit().await?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Writes a validated patch onto a locked current record, bumping its version.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_update(
+        &self,
+        txn: &DatabaseTransaction,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        current: Record,
+        patch: Row,
+        expected_version: Option<i64>,
+        audit: &mut Vec<AuditEntry>,
+    ) -> DataResult<Record> {
+        let version = match current.get("version") {
+            Value::Int(v) => *v,
+            _ => 0,
+        };
+        if let Some(expected) = expected_version
+            && expected != version
+        {
+            return Err(DataError::Conflict {
+                message: format!(
+                    "record {} was changed by someone else: expected version {expected}, found {version}",
+                    current.id
+                ),
+                field_errors: Vec::new(),
+            });
+        }
+        let now = now();
+        let mut update = Query::update();
+        update.table(object.table());
+        let changed: HashSet<String> = patch.keys().cloned().collect();
+        for (column, v) in &patch {
+            let st = object
+                .fields
+                .iter()
+                .find(|f| &f.column() == column)
+                .map(storage)
+                .or_else(|| Storage::of_system(column))
+                .unwrap_or(Storage::Text);
+            update.value(column.clone(), to_sql(v, st));
+        }
+        update
+            .value("version", version + 1)
+            .value("updated_at", now)
+            .value("updated_by", caller.user_id.clone())
+            .and_where(Expr::col("id").eq(current.id.clone()))
+            .and_where(Expr::col("version").eq(version));
+        let result = txn.execute(&update).await?;
+        if result.rows_affected() == 0 {
+            return Err(DataError::Conflict {
+                message: format!("record {} was changed concurrently; retry", current.id),
+                field_errors: Vec::new(),
+            });
+        }
+        let before = image(object, &current.values, Some(&changed));
+        let mut values = current.values;
+        values.extend(patch);
+        values.insert("version".into(), Value::Int(version + 1));
+        values.insert("updated_at".into(), Value::DateTime(now));
+        values.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
+        let after = image(object, &values, Some(&changed));
+        audit.push(
+            AuditEntry::new("record", "update", Some(&caller.user_id))
+                .on(object.name.as_str(), Some(&current.id))
+                .images(Some(before), Some(after)),
+        );
+        Ok(Record { id: current.id, values })
+    }
+
+    async fn lock_record(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        id: &str,
+        deleted: Option<bool>,
+    ) -> DataResult<Option<Record>> {
+        let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
+        let read = read_columns(object, &cols);
+        let mut q = Query::select();
+        q.columns(read.iter().map(|c| c.name.clone())).from(object.table()).and_where(Expr::col("id").eq(id));
+        match deleted {
+            Some(true) => {
+                q.and_where(Expr::col("deleted_at").is_not_null());
+            }
+            Some(false) => {
+                q.and_where(Expr::col("deleted_at").is_null());
+            }
+            None => {}
+        }
+        if self.backend == DbBackend::Postgres {
+            q.lock(sea_query::LockType::Update);
+        }
+        match txn.query_one(&q).await? {
+            Some(row) => Ok(Some(self.decode_record(&row, &read)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn update_record(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        id: &str,
+        input: RecordInput,
+        expected_version: Option<i64>,
+    ) -> DataResult<Record> {
+        let patch = coerce_input(object, 0, &input, false).map_err(DataError::invalid_fields)?;
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        let current = self.lock_record(&txn, object, id, Some(false)).await?.ok_or_else(|| not_found(object, id))?;
+        let rows = [(0usize, &patch)];
+        let mut issues = self.check_references(&txn, registry, object, &rows).await?;
+        issues.extend(self.check_unique(&txn, object, &rows, &HashSet::from([id.to_string()])).await?);
+        if !issues.is_empty() {
+            return Err(issue_error(issues));
+        }
+        let mut audit = Vec::new();
+        let record = self.apply_update(&txn, caller, object, current, patch, expected_version, &mut audit).await?;
+        append(&txn, &audit).await?;
+        txn.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn update_records(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        filter: Option<Filter>,
+        input: RecordInput,
+    ) -> DataResult<Vec<Record>> {
+        let patch = coerce_input(object, 0, &input, false).map_err(DataError::invalid_fields)?;
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
+        let read = read_columns(object, &cols);
+        let mut q = Query::select();
+        q.columns(read.iter().map(|c| c.name.clone()))
+            .from(object.table())
+            .and_where(Expr::col("deleted_at").is_null());
+        if let Some(f) = &filter {
+            q.cond_where(condition(f));
+        }
+        q.limit(MAX_UPDATE_MANY as u64 + 1);
+        if self.backend == DbBackend::Postgres {
+            q.lock(sea_query::LockType::Update);
+        }
+        let rows = txn.query_all(&q).await?;
+        if rows.len() > MAX_UPDATE_MANY {
+            return Err(DataError::bad_input(format!(
+                "the filter matches more than {MAX_UPDATE_MANY} records; narrow it"
+            )));
+        }
+        let mut current = Vec::with_capacity(rows.len());
+        for row in &rows {
+            current.push(self.decode_record(row, &read)?);
+        }
+        let check = [(0usize, &patch)];
+        let mut issues = self.check_references(&txn, registry, object, &check).await?;
+        let ids: HashSet<String> = current.iter().map(|r| r.id.clone()).collect();
+        issues.extend(self.check_unique(&txn, object, &check, &ids).await?);
+        for f in object.fields.iter().filter(|f| f.unique) {
+            if current.len() > 1 && patch.get(&f.column()).is_some_and(|v| !v.is_null()) {
+                issues.push(FieldIssue::new(
+                    f.name.as_str(),
+                    IssueCode::Unique,
+                    "one value cannot be written to several records of a unique field",
+                ));
+            }
+        }
+        if !issues.is_empty() {
+            return Err(issue_error(issues));
+        }
+        let mut audit = Vec::with_capacity(current.len());
+        let mut out = Vec::with_capacity(current.len());
+        for rec in current {
+            out.push(self.apply_update(&txn, caller, object, rec, patch.clone(), None, &mut audit).await?);
+        }
+        append(&txn, &audit).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Moves a record to the recycle bin (`restore == false`) or back out of it.
+    pub async fn set_deleted(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        id: &str,
+        delete: bool,
+    ) -> DataResult<Record> {
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        let current = self.lock_record(&txn, object, id, Some(!delete)).await?.ok_or_else(|| not_found(object, id))?;
+        let version = match current.get("version") {
+            Value::Int(v) => *v,
+            _ => 0,
+        };
+        let now = now();
+        let deleted_at = if delete { Value::DateTime(now) } else { Value::Null };
+        txn.execute(
+            &Query::update()
+                .table(object.table())
+                .value("deleted_at", to_sql(&deleted_at, Storage::DateTime))
+                .value("version", version + 1)
+                .value("updated_at", now)
+                .value("updated_by", caller.user_id.clone())
+                .and_where(Expr::col("id").eq(id))
+                .to_owned(),
+        )
+        .await?;
+        let action = if delete { "delete" } else { "restore" };
+        append(&txn, &[AuditEntry::new("record", action, Some(&caller.user_id)).on(object.name.as_str(), Some(id))])
+            .await?;
+        txn.commit().await?;
+        let mut values = current.values;
+        values.insert("deleted_at".into(), deleted_at);
+        values.insert("version".into(), Value::Int(version + 1));
+        values.insert("updated_at".into(), Value::DateTime(now));
+        values.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
+        Ok(Record { id: id.to_string(), values })
+    }
+
+    /// Deletes a record permanently, clearing lookups that point at it.
+    pub async fn destroy_record(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        id: &str,
+    ) -> DataResult<String> {
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        let current = self.lock_record(&txn, object, id, None).await?.ok_or_else(|| not_found(object, id))?;
+        for rel in registry.reverse_relations(object.name.as_str()) {
+            let Some(source) = registry.object(rel.source.as_str()) else { continue };
+            txn.execute(
+                &Query::update()
+                    .table(source.table())
+                    .value(rel.column.clone(), Storage::Text.null())
+                    .and_where(Expr::col(rel.column.clone()).eq(id))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        txn.execute(&Query::delete().from_table(object.table()).and_where(Expr::col("id").eq(id)).to_owned()).await?;
+        let before = image(object, &current.values, None);
+        append(
+            &txn,
+            &[AuditEntry::new("record", "destroy", Some(&caller.user_id))
+                .on(object.name.as_str(), Some(id))
+                .images(Some(before), None)],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(id.to_string())
+    }
+}
+
+fn not_found(object: &ObjectDefinition, id: &str) -> DataError {
+    DataError::NotFound(format!("no {} with id `{id}`", object.name))
+}
+
+fn issue_error(issues: Vec<FieldIssue>) -> DataError {
+    if issues.iter().all(|i| i.code == IssueCode::Unique) {
+        DataError::Conflict { message: "a unique field already has this value".into(), field_errors: issues }
+    } else {
+        DataError::invalid_fields(issues)
+    }
+}
+
+/// The single unique field an upsert matches on.
+fn upsert_field<'a>(object: &'a ObjectDefinition, upsert: &Upsert) -> DataResult<&'a FieldDefinition> {
+    let [name] = upsert.on_conflict.as_slice() else {
+        return Err(DataError::bad_input("upsert.onConflict must name exactly one unique field"));
+    };
+    let field = object
+        .field(name)
+        .ok_or_else(|| DataError::bad_input(format!("upsert.onConflict: `{name}` is not a field")))?;
+    if !field.unique {
+        return Err(DataError::bad_input(format!("upsert.onConflict: `{name}` is not a unique field")));
+    }
+    for u in &upsert.update {
+        if object.field(u).is_none() {
+            return Err(DataError::bad_input(format!("upsert.update: `{u}` is not a field")));
+        }
+    }
+    Ok(field)
+}

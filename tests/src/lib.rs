@@ -1,0 +1,231 @@
+//! End-to-end test harness: starts a real Tessera server on a real database — a fresh SQLite
+//! file, and a fresh PostgreSQL database when `TESSERA_TEST_POSTGRES` names a server — and
+//! talks to it over HTTP like any client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{Value, json};
+use tessera_platform::server::{Config, RunningServer, start};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to run every test on: SQLite always, PostgreSQL when configured.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if std::env::var("TESSERA_TEST_POSTGRES").is_ok_and(|v| !v.is_empty()) {
+        out.push(Backend::Postgres);
+    }
+    out
+}
+
+/// A running server with an admin session.
+pub struct TestServer {
+    pub backend: Backend,
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub token: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    pg_db: Option<(String, String)>,
+    pub database_url: String,
+}
+
+async fn create_pg_database(server_url: &str) -> (String, String) {
+    use sea_orm::{ConnectionTrait, Database};
+    let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(format!("{}/postgres", server_url.trim_end_matches('/')))
+        .await
+        .expect("connect to PostgreSQL");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+    admin.close().await.ok();
+    (format!("{}/{name}", server_url.trim_end_matches('/')), name)
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg_db) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("tessera.db").display()), None),
+            Backend::Postgres => {
+                let server = std::env::var("TESSERA_TEST_POSTGRES").unwrap();
+                let (url, name) = create_pg_database(&server).await;
+                (url, Some((server, name)))
+            }
+        };
+        Self::start_on(backend, database_url, dir, pg_db).await
+    }
+
+    async fn start_on(
+        backend: Backend,
+        database_url: String,
+        dir: tempfile::TempDir,
+        pg_db: Option<(String, String)>,
+    ) -> TestServer {
+        let config = Config {
+            database_url: database_url.clone(),
+            bind: "127.0.0.1:0".into(),
+            admin_email: Some(ADMIN_EMAIL.into()),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..Config::default()
+        };
+        let server = start(config).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        let client = reqwest::Client::new();
+        let mut t = TestServer {
+            backend,
+            server: Some(server),
+            base,
+            token: String::new(),
+            client,
+            _dir: dir,
+            pg_db,
+            database_url,
+        };
+        t.token = t.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin can log in");
+        t
+    }
+
+    /// Stops the server and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        let pg = self.pg_db.take();
+        Self::start_on(self.backend, self.database_url.clone(), dir, pg).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Option<String> {
+        let r = self
+            .client
+            .post(format!("{}/auth/login", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            return None;
+        }
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().map(str::to_string)
+    }
+
+    /// Posts a raw body to a path with the admin token; returns status and JSON body.
+    pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn graphql(&self, path: &str, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post_raw(path, json!({"query": query, "variables": variables}).to_string()).await;
+        assert!(status == 200, "{path} answered {status}: {body}");
+        body
+    }
+
+    /// Runs a data API request; returns the whole response (`data` and `errors`).
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        self.graphql("/graphql", query, variables).await
+    }
+
+    /// Runs a data API request that must succeed; returns `data`.
+    pub async fn data_ok(&self, query: &str, variables: Value) -> Value {
+        let r = self.data(query, variables).await;
+        assert!(r.get("errors").is_none(), "[{:?}] unexpected errors: {r}", self.backend);
+        r["data"].clone()
+    }
+
+    pub async fn meta(&self, query: &str, variables: Value) -> Value {
+        self.graphql("/graphql/metadata", query, variables).await
+    }
+
+    pub async fn meta_ok(&self, query: &str, variables: Value) -> Value {
+        let r = self.meta(query, variables).await;
+        assert!(r.get("errors").is_none(), "[{:?}] unexpected errors: {r}", self.backend);
+        r["data"].clone()
+    }
+
+    /// Creates an object with fields given as metadata `FieldInput` JSON objects.
+    pub async fn object(&self, name: &str, plural: &str, fields: Vec<Value>) {
+        self.meta_ok(
+            "mutation($n: String!, $p: String!) { createObject(input: {name: $n, pluralName: $p, label: $n, pluralLabel: $p}) { name } }",
+            json!({"n": name, "p": plural}),
+        )
+        .await;
+        for f in fields {
+            self.meta_ok(
+                "mutation($o: String!, $f: FieldInput!) { createField(object: $o, input: $f) { name } }",
+                json!({"o": name, "f": f}),
+            )
+            .await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        if let Some((server, name)) = self.pg_db.take() {
+            use sea_orm::{ConnectionTrait, Database};
+            if let Ok(admin) = Database::connect(format!("{}/postgres", server.trim_end_matches('/'))).await {
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                admin.close().await.ok();
+            }
+        }
+    }
+}
+
+/// The error codes of a response, in order.
+pub fn error_codes(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The `fieldErrors` of the first error, as (index, field, code).
+pub fn field_errors(response: &Value) -> Vec<(i64, String, String)> {
+    response["errors"][0]["extensions"]["fieldErrors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["index"].as_i64().unwrap_or(-1),
+                        e["field"].as_str().unwrap_or("").to_string(),
+                        e["code"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `body` once per backend, each on a fresh server.
+#[macro_export]
+macro_rules! each_backend {
+    (|$t:ident| $body:block) => {
+        for backend in $crate::backends() {
+            let $t = $crate::TestServer::start(backend).await;
+            $body
+            $t.stop().await;
+        }
+    };
+}
