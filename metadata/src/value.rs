@@ -221,10 +221,10 @@ impl Value {
                     }
                 }
             }
-            Value::Json(v) if t == FieldType::Json => {
-                if serde_json::to_string(v).map(|s| s.len()).unwrap_or(0) > 1_048_576 {
-                    return Err(issue(field, IssueCode::TooLong, "JSON values are limited to 1 MiB"));
-                }
+            Value::Json(v)
+                if t == FieldType::Json && serde_json::to_string(v).map(|s| s.len()).unwrap_or(0) > 1_048_576 =>
+            {
+                return Err(issue(field, IssueCode::TooLong, "JSON values are limited to 1 MiB"));
             }
             _ => {}
         }

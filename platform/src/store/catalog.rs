@@ -256,10 +256,10 @@ impl Store {
                 if after.unique && (!before.unique || *plan == TypeChange::Convert) {
                     self.refuse_duplicates(txn, &table, after).await?;
                 }
-                if *plan == TypeChange::Convert || index_changed {
-                    if let Some(ix) = ddl::field_index(&table, after, &column) {
-                        txn.execute(&ix).await?;
-                    }
+                if (*plan == TypeChange::Convert || index_changed)
+                    && let Some(ix) = ddl::field_index(&table, after, &column)
+                {
+                    txn.execute(&ix).await?;
                 }
             }
             MetadataChange::DeleteField { object, field } => {
