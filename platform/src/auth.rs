@@ -1,6 +1,10 @@
 //! Authentication: argon2 password hashes, random bearer tokens stored as SHA-256 hashes, and
 //! the first admin account.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
@@ -80,10 +84,53 @@ pub async fn login(store: &Store, email: &str, password: &str) -> Result<String,
     Ok(token)
 }
 
+/// How long a resolved token is trusted without asking the database again.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// A short-lived cache of resolved tokens: keeps the token lookup off the hot path of every
+/// request. Entries are keyed by token hash, so the cache holds no usable secret.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Caller> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(c, _)| c.clone())
+    }
+
+    fn put(&self, hash: String, caller: Caller) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+                if entries.len() >= TOKEN_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(hash, (caller, Instant::now()));
+        }
+    }
+
+    /// Forgets every cached token (after a revocation or a change of roles).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
 /// Resolves a bearer token to its caller.
-pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, AuthError> {
-    let user = store.user_for_token(&token_hash(token)).await?.ok_or(AuthError::Unauthenticated)?;
-    Ok(Caller { user_id: user.id, email: user.email, roles: user.roles })
+pub async fn authenticate(store: &Store, cache: &TokenCache, token: &str) -> Result<Caller, AuthError> {
+    let hash = token_hash(token);
+    if let Some(caller) = cache.get(&hash) {
+        return Ok(caller);
+    }
+    let user = store.user_for_token(&hash).await?.ok_or(AuthError::Unauthenticated)?;
+    let caller = Caller { user_id: user.id, email: user.email, roles: user.roles };
+    cache.put(hash, caller.clone());
+    Ok(caller)
 }
 
 /// Creates the first admin when there are no users. Returns the generated password, if one was.

@@ -188,7 +188,9 @@ impl MetadataService {
         after.options = merge_options(&before.options, &after.options);
         let plan = TypeChange::plan(&before, &after)?;
         if after.required && !before.required && self.store.has_nulls(&def, &after.column()).await? {
-            return Err(ChangeError::Refused(format!("field `{field}` cannot become required: some records have no value")));
+            return Err(ChangeError::Refused(format!(
+                "field `{field}` cannot become required: some records have no value"
+            )));
         }
         if let Some(slot) = def.field_mut(field) {
             *slot = after.clone();

@@ -55,6 +55,7 @@ pub struct AppState {
     pub metadata: Arc<MetadataService>,
     pub metadata_schema: MetadataSchema,
     pub max_body_bytes: usize,
+    pub tokens: crate::auth::TokenCache,
 }
 
 /// A server running in the background.
@@ -101,6 +102,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metadata_schema: metadata_schema::build(metadata.clone(), store.clone()),
         metadata,
         max_body_bytes: config.max_body_bytes,
+        tokens: crate::auth::TokenCache::default(),
     });
     let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;

@@ -71,7 +71,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (Status
     let unauthenticated =
         || (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "missing or invalid bearer token")));
     let Some(token) = token else { return Err(unauthenticated()) };
-    match auth::authenticate(&state.store, token).await {
+    match auth::authenticate(&state.store, &state.tokens, token).await {
         Ok(c) => Ok(c),
         Err(AuthError::Internal) => {
             Err((StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))))
