@@ -54,6 +54,48 @@ impl ObjectDefinition {
         camel_case(self.plural_name.as_str())
     }
 
+    /// Names this object adds to the generated data API: (type names, query fields, mutation
+    /// fields). Two objects must not generate the same name.
+    pub fn generated_names(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let t = self.type_name();
+        let mut types: Vec<String> = [
+            "",
+            "Connection",
+            "Edge",
+            "Filter",
+            "OrderBy",
+            "Input",
+            "Field",
+            "Upsert",
+            "Aggregate",
+            "Group",
+            "Sum",
+            "Avg",
+            "Min",
+            "Max",
+        ]
+        .iter()
+        .map(|suffix| format!("{t}{suffix}"))
+        .collect();
+        for f in &self.fields {
+            if matches!(f.field_type, crate::FieldType::Picklist | crate::FieldType::MultiPicklist) {
+                let e = format!("{t}{}", pascal_case(f.name.as_str()));
+                types.push(format!("{e}Filter"));
+                types.push(e);
+            }
+        }
+        let plural = self.plural_field();
+        let queries =
+            vec![self.single_field(), plural.clone(), format!("{plural}Aggregate"), format!("{plural}GroupBy")];
+        let (one, many) = (pascal_case(self.name.as_str()), pascal_case(self.plural_name.as_str()));
+        let mutations = ["create", "update", "delete", "restore", "destroy"]
+            .iter()
+            .map(|verb| format!("{verb}{one}"))
+            .chain(["create", "update"].iter().map(|verb| format!("{verb}{many}")))
+            .collect();
+        (types, queries, mutations)
+    }
+
     /// Checks labels and every field, and that no two fields share a column or GraphQL name.
     pub fn validate(&self) -> Result<(), MetadataError> {
         if self.name == self.plural_name {

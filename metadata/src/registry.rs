@@ -43,6 +43,7 @@ impl Registry {
             }
             map.insert(o.name.to_string(), Arc::new(o));
         }
+        check_generated_names(&map)?;
         let mut reverse: BTreeMap<String, Vec<ReverseRelation>> = BTreeMap::new();
         for o in map.values() {
             let lookups: Vec<&FieldDefinition> =
@@ -108,6 +109,62 @@ impl Registry {
     }
 }
 
+/// Types every data API defines, which no object may generate.
+const BUILT_IN_TYPES: &[&str] = &[
+    "Query",
+    "Mutation",
+    "Me",
+    "PageInfo",
+    "SortOrder",
+    "StringFilter",
+    "IDFilter",
+    "IntFilter",
+    "DecimalFilter",
+    "BooleanFilter",
+    "DateFilter",
+    "DateTimeFilter",
+    "NullFilter",
+    "Decimal",
+    "Date",
+    "DateTime",
+    "JSON",
+    "String",
+    "Int",
+    "Float",
+    "Boolean",
+    "ID",
+];
+
+/// Two objects (or an object and a built-in) must not generate the same GraphQL name, e.g.
+/// object `contact_group` and the `ContactGroup` type of object `contact`.
+fn check_generated_names(objects: &BTreeMap<String, Arc<ObjectDefinition>>) -> Result<(), MetadataError> {
+    let mut seen: BTreeMap<(u8, String), String> = BTreeMap::new();
+    for t in BUILT_IN_TYPES {
+        seen.insert((0, t.to_string()), "the built-in API".into());
+    }
+    seen.insert((1, "me".into()), "the built-in API".into());
+    for o in objects.values() {
+        let (types, queries, mutations) = o.generated_names();
+        let all = types
+            .into_iter()
+            .map(|n| (0, n))
+            .chain(queries.into_iter().map(|n| (1, n)))
+            .chain(mutations.into_iter().map(|n| (2, n)));
+        for key in all {
+            if let Some(other) = seen.insert(key.clone(), format!("object `{}`", o.name)) {
+                if other == format!("object `{}`", o.name) {
+                    continue;
+                }
+                return Err(MetadataError::Conflict(format!(
+                    "object `{}` would generate the API name `{}`, already used by {other}",
+                    o.name, key.1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +212,14 @@ mod tests {
         dup.fields.push(lookup("company", "lead"));
         dup.fields.push(FieldDefinition::new(FieldName::new("company_id").unwrap(), "x", FieldType::Text));
         assert!(Registry::new(1, vec![dup]).is_err());
+    }
+
+    #[test]
+    fn refuses_objects_whose_generated_api_names_collide() {
+        let err = Registry::new(1, vec![object("contact", "contacts"), object("contact_group", "contact_groups")])
+            .unwrap_err();
+        assert!(err.to_string().contains("ContactGroup"), "{err}");
+        assert!(Registry::new(1, vec![object("sort_order", "sort_orders")]).is_err());
+        assert!(Registry::new(1, vec![object("account", "accounts"), object("contact", "contacts")]).is_ok());
     }
 }

@@ -26,6 +26,9 @@ enum Command {
         /// Password of the first admin; generated and printed once if absent.
         #[arg(long, env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// Refuse schema introspection on the data API.
+        #[arg(long, env = "TESSERA_DISABLE_INTROSPECTION")]
+        disable_introspection: bool,
     },
 }
 
@@ -36,8 +39,9 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { database_url, bind, admin_email, admin_password } => {
-            let config = Config { database_url, bind, admin_email, admin_password, ..Config::default() };
+        Command::Serve { database_url, bind, admin_email, admin_password, disable_introspection } => {
+            let mut config = Config { database_url, bind, admin_email, admin_password, ..Config::default() };
+            config.limits.introspection = !disable_introspection;
             match start(config).await {
                 Ok(server) => {
                     println!("Tessera is listening on http://{}", server.addr);

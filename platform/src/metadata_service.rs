@@ -73,6 +73,23 @@ impl MetadataService {
         self.current.load_full()
     }
 
+    /// Reloads the snapshot when the database holds a newer metadata version, which happens
+    /// when another node sharing the database applied a change. Returns whether it reloaded.
+    pub async fn refresh(&self) -> Result<bool, ChangeError> {
+        if self.store.stored_metadata_version().await? <= self.current().registry.version {
+            return Ok(false);
+        }
+        let _lock = self.changes.lock().await;
+        let (version, objects) = self.store.load_metadata().await?;
+        if version <= self.current().registry.version {
+            return Ok(false);
+        }
+        let snapshot = build_snapshot(Registry::new(version, objects)?, &self.limits)?;
+        self.current.store(Arc::new(snapshot));
+        tracing::info!(version, "reloaded metadata changed by another node");
+        Ok(true)
+    }
+
     /// Validates the objects after a change, applies it, and swaps in the new snapshot.
     async fn apply(
         &self,

@@ -21,6 +21,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a GraphQL request may run before it is answered with `TIMEOUT`.
+    pub request_timeout: std::time::Duration,
     pub limits: Limits,
 }
 
@@ -32,6 +34,7 @@ impl Default for Config {
             admin_email: None,
             admin_password: None,
             max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
             limits: Limits::default(),
         }
     }
@@ -55,6 +58,7 @@ pub struct AppState {
     pub metadata: Arc<MetadataService>,
     pub metadata_schema: MetadataSchema,
     pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
     pub tokens: crate::auth::TokenCache,
 }
 
@@ -102,11 +106,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metadata_schema: metadata_schema::build(metadata.clone(), store.clone()),
         metadata,
         max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
         tokens: crate::auth::TokenCache::default(),
     });
     let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let router = http::router(state.clone());
+    let watcher = tokio::spawn(watch_metadata(state.metadata.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -115,9 +121,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");
         }
+        watcher.abort();
     });
     tracing::info!(%addr, database = %redact(&config.database_url), "tessera is serving");
     Ok(RunningServer { addr, store, state, stop, task })
+}
+
+/// App nodes are stateless and may share one PostgreSQL database: each polls the metadata
+/// version, so a change made through one node reaches the others within a second.
+async fn watch_metadata(metadata: Arc<MetadataService>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = metadata.refresh().await {
+            tracing::warn!(error = %e, "metadata refresh failed");
+        }
+    }
 }
 
 /// The database url without a password, for logs.

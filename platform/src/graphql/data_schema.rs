@@ -26,11 +26,20 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_groups: u64,
+    /// Whether clients may introspect the schema (turn off in production if wanted).
+    pub introspection: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_page: 100, max_batch: 500, max_depth: 12, max_complexity: 5_000, max_groups: 1_000 }
+        Limits {
+            max_page: 100,
+            max_batch: 500,
+            max_depth: 12,
+            max_complexity: 5_000,
+            max_groups: 1_000,
+            introspection: true,
+        }
     }
 }
 
@@ -90,6 +99,9 @@ pub fn build(registry: Arc<Registry>, limits: Limits) -> Result<Schema, SchemaEr
     schema = schema.register(query);
     if has_objects {
         schema = schema.register(mutation);
+    }
+    if !limits.introspection {
+        schema = schema.disable_introspection();
     }
     schema.limit_depth(limits.max_depth).limit_complexity(limits.max_complexity).finish()
 }

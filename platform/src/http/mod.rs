@@ -116,8 +116,10 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let snapshot = state.metadata.current();
     let store: Arc<dyn crate::graphql::RecordStore> = Arc::new(state.store.clone());
     let request = request.data(DataContext { caller, store });
-    let response = snapshot.data_schema.execute(request).await;
-    (StatusCode::OK, Json(with_codes(response)))
+    match tokio::time::timeout(state.request_timeout, snapshot.data_schema.execute(request)).await {
+        Ok(response) => (StatusCode::OK, Json(with_codes(response))),
+        Err(_) => (StatusCode::OK, Json(error_body("TIMEOUT", "the request took too long and was cancelled"))),
+    }
 }
 
 async fn metadata_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {

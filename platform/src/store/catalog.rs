@@ -112,6 +112,18 @@ impl Store {
         Ok((version, objects))
     }
 
+    /// The metadata version in the database (another node may have moved it on).
+    pub async fn stored_metadata_version(&self) -> StoreResult<i64> {
+        let q =
+            Query::select().column("value").from("sys_metadata").and_where(Expr::col("key").eq("version")).to_owned();
+        let row = self
+            .db
+            .query_one(&q)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("metadata version row is missing".into()))?;
+        Ok(row.try_get_by_index(0)?)
+    }
+
     /// Whether the object has any record (the recycle bin included).
     pub async fn has_records(&self, object: &ObjectDefinition) -> StoreResult<bool> {
         let q = Query::select().column("id").from(object.table()).limit(1).to_owned();
