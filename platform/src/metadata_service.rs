@@ -85,6 +85,8 @@ impl MetadataService {
             return Ok(false);
         }
         let snapshot = build_snapshot(Registry::new(version, objects)?, &self.limits)?;
+        // Another node changed tables: our pooled connections may hold stale prepared statements.
+        self.store.schema_changed();
         self.current.store(Arc::new(snapshot));
         tracing::info!(version, "reloaded metadata changed by another node");
         Ok(true)

@@ -73,8 +73,8 @@ pub enum AggregateFn {
     Max,
 }
 
-/// The result of one aggregate: integers for counts and integer sums, exact decimals (as
-/// scaled integers) for decimal sums, strings for averages (exact to the field's scale).
+/// The result of one aggregate: a typed value for sums, minima and maxima (decimal sums stay
+/// exact as scaled integers); averages as decimal strings with two digits more than the field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AggregateValue {
     Value(Value),
@@ -96,10 +96,8 @@ pub struct AggregateQuery {
 pub struct AggregateRow {
     pub keys: HashMap<String, Value>,
     pub count: i64,
-    pub values: HashMap<(AggregateFnKey, String), AggregateValue>,
+    pub values: HashMap<(AggregateFn, String), AggregateValue>,
 }
-
-pub type AggregateFnKey = AggregateFn;
 
 /// Upsert instructions of a batch create.
 #[derive(Debug, Clone, Default)]

@@ -726,6 +726,8 @@ fn parse_upsert(object: &ObjectDefinition, value: &GqlValue) -> Result<Upsert, E
                     .iter()
                     .filter_map(|i| match i {
                         GqlValue::Enum(n) => object.field_by_graphql(n.as_str()).map(|f| f.name.to_string()),
+                        // Enum values given through variables arrive as strings.
+                        GqlValue::String(n) => object.field_by_graphql(n).map(|f| f.name.to_string()),
                         _ => None,
                     })
                     .collect(),

@@ -293,7 +293,12 @@ pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<Or
     for item in items {
         let GqlValue::Object(map) = item else { continue };
         for (name, dir) in map {
-            let GqlValue::Enum(dir) = dir else { continue };
+            // Enum values given through variables arrive as strings.
+            let dir = match dir {
+                GqlValue::Enum(d) => d.as_str(),
+                GqlValue::String(d) => d.as_str(),
+                _ => continue,
+            };
             let column = match system_column(name.as_str()) {
                 Some(c) => c.to_string(),
                 None => object
@@ -306,7 +311,7 @@ pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<Or
                     .map(|f| f.column())
                     .ok_or_else(|| DataError::bad_input(format!("cannot sort by `{name}`")))?,
             };
-            let (direction, nulls) = match dir.as_str() {
+            let (direction, nulls) = match dir {
                 "AscNullsFirst" => (SortDirection::Asc, NullsOrder::First),
                 "AscNullsLast" => (SortDirection::Asc, NullsOrder::Last),
                 "DescNullsFirst" => (SortDirection::Desc, NullsOrder::First),

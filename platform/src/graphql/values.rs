@@ -16,18 +16,21 @@ pub fn enum_item(value: &str) -> String {
     value.to_uppercase()
 }
 
-/// The custom scalars of the data API.
+/// The custom scalars of the data API. Their validators also check resolved output values, so
+/// they accept `null` (the value of an empty nullable field).
 pub fn scalars() -> Vec<Scalar> {
     vec![
         Scalar::new("Decimal")
             .description(
                 "An exact decimal number, sent as a string of digits (\"1234.50\"); accepted as a string or a number.",
             )
-            .validator(|v| matches!(v, GqlValue::String(_) | GqlValue::Number(_))),
-        Scalar::new("Date").description("A calendar date, YYYY-MM-DD.").validator(|v| matches!(v, GqlValue::String(_))),
+            .validator(|v| matches!(v, GqlValue::String(_) | GqlValue::Number(_) | GqlValue::Null)),
+        Scalar::new("Date")
+            .description("A calendar date, YYYY-MM-DD.")
+            .validator(|v| matches!(v, GqlValue::String(_) | GqlValue::Null)),
         Scalar::new("DateTime")
             .description("An instant in RFC 3339, UTC.")
-            .validator(|v| matches!(v, GqlValue::String(_))),
+            .validator(|v| matches!(v, GqlValue::String(_) | GqlValue::Null)),
         Scalar::new("JSON").description("Any JSON value."),
     ]
 }

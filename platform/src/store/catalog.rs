@@ -212,6 +212,7 @@ impl Store {
             .images(before, after);
         append(&txn, &[entry]).await?;
         txn.commit().await?;
+        self.schema_changed();
         Ok(next)
     }
 

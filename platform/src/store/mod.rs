@@ -12,7 +12,9 @@ mod reads;
 mod record_store;
 mod writes;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use tessera_migrations::{Migrator, MigratorTrait};
@@ -49,6 +51,23 @@ pub struct Store {
     /// deferred transactions. PostgreSQL writers run concurrently.
     write_lock: std::sync::Arc<Mutex<()>>,
     statement_timeout: Duration,
+    schema: Arc<SchemaEpoch>,
+}
+
+/// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
+/// whose result or parameter types a DDL change altered ("cached plan must not change result
+/// type"), and sqlx caches prepared statements per pooled connection; so after a metadata
+/// change every connection opened before it is discarded instead of being handed out again.
+struct SchemaEpoch {
+    start: Instant,
+    changed_nanos: AtomicU64,
+}
+
+impl SchemaEpoch {
+    fn connection_is_current(&self, age: Duration) -> bool {
+        let changed = self.start + Duration::from_nanos(self.changed_nanos.load(Ordering::Acquire));
+        Instant::now().checked_sub(age).is_some_and(|opened| opened > changed)
+    }
 }
 
 impl Store {
@@ -62,6 +81,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let statement_timeout = Duration::from_secs(30);
+        let schema = Arc::new(SchemaEpoch { start: Instant::now(), changed_nanos: AtomicU64::new(0) });
         let mut options = ConnectOptions::new(url.to_string());
         options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
         match backend {
@@ -75,15 +95,29 @@ impl Store {
                         .foreign_keys(true)
                         .pragma("cache_size", "-65536")
                         .pragma("temp_store", "memory")
+                        // `like`, `startsWith` and `endsWith` are case-sensitive, as on PostgreSQL.
+                        .pragma("case_sensitive_like", "ON")
                 });
             }
             _ => {
+                let epoch = schema.clone();
                 options.max_connections(16).min_connections(1).statement_timeout(statement_timeout);
+                options.map_sqlx_postgres_before_acquire(move |_, meta| {
+                    let current = epoch.connection_is_current(meta.age);
+                    Box::pin(async move { Ok(current) })
+                });
             }
         }
         let db = Database::connect(options).await?;
         Migrator::up(&db, None).await?;
-        Ok(Store { db, backend, write_lock: std::sync::Arc::new(Mutex::new(())), statement_timeout })
+        Ok(Store { db, backend, write_lock: std::sync::Arc::new(Mutex::new(())), statement_timeout, schema })
+    }
+
+    /// Records that table layouts changed (here or on another node): pooled connections opened
+    /// before now are not reused, so no stale prepared statement meets the new layout.
+    pub fn schema_changed(&self) {
+        let nanos = u64::try_from(self.schema.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.schema.changed_nanos.store(nanos, Ordering::Release);
     }
 
     pub fn backend(&self) -> DbBackend {

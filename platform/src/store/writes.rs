@@ -140,7 +140,12 @@ fn coerce_input(
     if creating {
         for field in &object.fields {
             let column = field.column();
-            if row.contains_key(&column) || field.field_type == FieldType::AutoNumber {
+            // A field given in the input (even one whose value was refused above) takes no
+            // default and is not reported missing.
+            if row.contains_key(&column)
+                || input.contains_key(field.name.as_str())
+                || field.field_type == FieldType::AutoNumber
+            {
                 continue;
             }
             match field.default() {
