@@ -102,6 +102,11 @@ impl FieldType {
         !matches!(self, FieldType::MultiPicklist | FieldType::Json | FieldType::Boolean)
     }
 
+    /// Can be a sort key.
+    pub fn is_sortable(self) -> bool {
+        self.is_ordered() || self == FieldType::Boolean
+    }
+
     /// Can be listed in `groupBy`.
     pub fn is_groupable(self) -> bool {
         !matches!(self, FieldType::LongText | FieldType::Json | FieldType::MultiPicklist)

@@ -66,6 +66,7 @@ impl ObjectDefinition {
             "OrderBy",
             "Input",
             "Field",
+            "GroupField",
             "Upsert",
             "Aggregate",
             "Group",

@@ -93,6 +93,9 @@ pub fn build(registry: Arc<Registry>, limits: Limits) -> Result<Schema, SchemaEr
             .register(input_type(object))
             .register(field_enum(object))
             .register(upsert_type(object));
+        if let Some(e) = group_field_enum(object) {
+            schema = schema.register(e);
+        }
         query = add_queries(&shared, object, query);
         mutation = add_mutations(&shared, object, mutation);
     }
@@ -406,7 +409,7 @@ fn count_field() -> Field {
     })
 }
 
-/// `…Field`: the fields usable in `groupBy` and `upsert`.
+/// `…Field`: the fields an upsert names.
 fn field_enum(object: &ObjectDefinition) -> Enum {
     let mut e = Enum::new(format!("{}Field", object.type_name()));
     for f in &object.fields {
@@ -416,6 +419,17 @@ fn field_enum(object: &ObjectDefinition) -> Enum {
         e = e.item(EnumItem::new("id"));
     }
     e
+}
+
+fn groupable(object: &ObjectDefinition) -> impl Iterator<Item = &FieldDefinition> {
+    object.fields.iter().filter(|f| f.field_type.is_groupable())
+}
+
+/// `…GroupField`: the fields `groupBy` accepts (only objects that have some get `…GroupBy`).
+fn group_field_enum(object: &ObjectDefinition) -> Option<Enum> {
+    let items: Vec<EnumItem> = groupable(object).map(|f| EnumItem::new(f.graphql_name())).collect();
+    (!items.is_empty())
+        .then(|| items.into_iter().fold(Enum::new(format!("{}GroupField", object.type_name())), Enum::item))
 }
 
 /// `…Input`: every writable field, all optional (requiredness is reported as `fieldErrors`).
@@ -553,10 +567,11 @@ fn add_queries(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, query: Obje
             })
         },
     )
-    .argument(InputValue::new("groupBy", TypeRef::named_nn_list_nn(format!("{tn}Field"))))
+    .argument(InputValue::new("groupBy", TypeRef::named_nn_list_nn(format!("{tn}GroupField"))))
     .argument(InputValue::new("filter", TypeRef::named(format!("{tn}Filter"))))
     .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)));
-    query.field(single).field(list).field(aggregate).field(group_by)
+    let query = query.field(single).field(list).field(aggregate);
+    if groupable(object).next().is_some() { query.field(group_by) } else { query }
 }
 
 /// The `sum { a } avg { b }` selections of an aggregate or group-by field.

@@ -115,7 +115,7 @@ pub fn object_order_by(object: &ObjectDefinition) -> InputObject {
         o = o.field(InputValue::new(system, TypeRef::named(SORT_ORDER)));
     }
     for f in &object.fields {
-        if f.field_type.is_ordered() {
+        if f.field_type.is_sortable() {
             let name = if f.field_type == FieldType::Lookup { f.graphql_id_name() } else { f.graphql_name() };
             o = o.field(InputValue::new(name, TypeRef::named(SORT_ORDER)));
         }
