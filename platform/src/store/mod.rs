@@ -52,6 +52,8 @@ pub struct Store {
     write_lock: std::sync::Arc<Mutex<()>>,
     statement_timeout: Duration,
     schema: Arc<SchemaEpoch>,
+    /// SQL statements executed so far, for tests that hold the API to a statement budget.
+    statements: Arc<AtomicU64>,
 }
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
@@ -108,9 +110,21 @@ impl Store {
                 });
             }
         }
-        let db = Database::connect(options).await?;
+        let mut db = Database::connect(options).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
         Migrator::up(&db, None).await?;
-        Ok(Store { db, backend, write_lock: std::sync::Arc::new(Mutex::new(())), statement_timeout, schema })
+        Ok(Store {
+            db,
+            backend,
+            write_lock: std::sync::Arc::new(Mutex::new(())),
+            statement_timeout,
+            schema,
+            statements,
+        })
     }
 
     /// Records that table layouts changed (here or on another node): pooled connections opened
@@ -118,6 +132,11 @@ impl Store {
     pub fn schema_changed(&self) {
         let nanos = u64::try_from(self.schema.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.schema.changed_nanos.store(nanos, Ordering::Release);
+    }
+
+    /// How many SQL statements this store has executed.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> DbBackend {
