@@ -55,6 +55,8 @@ pub enum StartError {
 /// Shared state of the HTTP handlers.
 pub struct AppState {
     pub store: Store,
+    /// The store as the data API sees it.
+    pub records: Arc<dyn crate::graphql::RecordStore>,
     pub metadata: Arc<MetadataService>,
     pub metadata_schema: MetadataSchema,
     pub max_body_bytes: usize,
@@ -103,6 +105,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metadata = Arc::new(metadata);
     let state = Arc::new(AppState {
         store: store.clone(),
+        records: Arc::new(store.clone()),
         metadata_schema: metadata_schema::build(metadata.clone(), store.clone()),
         metadata,
         max_body_bytes: config.max_body_bytes,

@@ -114,8 +114,7 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     // One snapshot for the whole request: a metadata change meanwhile does not affect it.
     let snapshot = state.metadata.current();
-    let store: Arc<dyn crate::graphql::RecordStore> = Arc::new(state.store.clone());
-    let request = request.data(DataContext { caller, store });
+    let request = request.data(DataContext { caller, store: state.records.clone() });
     match tokio::time::timeout(state.request_timeout, snapshot.data_schema.execute(request)).await {
         Ok(response) => (StatusCode::OK, Json(with_codes(response))),
         Err(_) => (StatusCode::OK, Json(error_body("TIMEOUT", "the request took too long and was cancelled"))),

@@ -64,7 +64,9 @@ impl MetadataChange {
     }
 
     fn images(&self) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
-        let j = |v: &dyn erased::ToJson| Some(v.to_json());
+        fn j<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
+            serde_json::to_value(v).ok()
+        }
         match self {
             MetadataChange::CreateObject { object } => (None, j(object)),
             MetadataChange::UpdateObject { before, object } => (j(before), j(object)),
@@ -72,17 +74,6 @@ impl MetadataChange {
             MetadataChange::CreateField { field, .. } => (None, j(field)),
             MetadataChange::UpdateField { before, after, .. } => (j(before), j(after)),
             MetadataChange::DeleteField { field, .. } => (j(field), None),
-        }
-    }
-}
-
-mod erased {
-    pub trait ToJson {
-        fn to_json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> ToJson for T {
-        fn to_json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
         }
     }
 }

@@ -338,7 +338,9 @@ impl Store {
     }
 
     async fn insert_rows(&self, txn: &DatabaseTransaction, object: &ObjectDefinition, rows: &[Row]) -> DataResult<()> {
-        let Some(first) = rows.first() else { return Ok(()) };
+        if rows.is_empty() {
+            return Ok(());
+        }
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| c.to_string()).collect();
         columns.extend(object.fields.iter().map(|f| f.column()));
         let storages: Vec<Storage> = columns
@@ -349,7 +351,6 @@ impl Store {
                     .unwrap_or(Storage::Text)
             })
             .collect();
-        let _ = first;
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
         for chunk in rows.chunks(per_statement) {
             let mut insert = Query::insert();
