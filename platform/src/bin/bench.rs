@@ -1,1 +1,539 @@
-fn main() {}
+//! Tessera benchmark: starts the server in-process on one database, loads 1,000 accounts and
+//! 100,000 contacts (10 fields: a lookup to account, an unindexed text `city` and an indexed text
+//! `region` with 50 values each, …) through the public APIs, then prints a markdown table of what
+//! this ONE run measured, with targets and PASS/MISS:
+//! - (a) `contacts(filter: {city: {eq}}, orderBy: [{lastName: AscNullsLast}], first: 50)` selecting
+//!   `account { name }`: p50/p95 latency and req/s, beside the same page as hand-written SQL through
+//!   the same driver (`Store::raw_query_count`; two statements, page then accounts by id, as the
+//!   API issues them) and the API/raw throughput ratio; plus the same query on the indexed `region`;
+//! - (b) get-by-id req/s; (c) `contactsGroupBy(groupBy: [city])` req/s;
+//! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
+//!   aliased mutations of 500, the batch cap);
+//! - (e) time from `createField` until a query selecting the new field succeeds;
+//! - (f) VmRSS of this process (server plus the small bench client) after the load.
+//!
+//! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
+//! and count completed requests; filter values go round-robin over the 50 values.
+//!
+//! ```text
+//! cargo run --release -p tessera-platform --bin bench                       # fresh SQLite file
+//! cargo run --release -p tessera-platform --bin bench -- --contacts 2000 --seconds 1   # smoke run
+//! createdb -h 127.0.0.1 -U postgres tessera_bench    # PostgreSQL: create an empty database first
+//! cargo run --release -p tessera-platform --bin bench -- \
+//!     --database-url postgres://postgres@127.0.0.1:5432/tessera_bench
+//! ```
+//! The targets were set for SQLite.
+
+// The same allocator as the `tessera` binary, so the figures describe the real server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Value as Json, json};
+use tessera_platform::server::{Config, start};
+use tessera_platform::store::Store;
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Measures Tessera's API latency, throughput, load speed and memory in one run")]
+struct Args {
+    /// Database to use; default: a fresh SQLite file in a temporary directory. A PostgreSQL
+    /// database must already exist and be empty.
+    #[arg(long, env = "TESSERA_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 100_000)]
+    contacts: usize,
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// Duration of each throughput measurement, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent request loops per throughput measurement.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Load requests in flight during the bulk insert.
+    #[arg(long, default_value_t = 2)]
+    load_concurrency: usize,
+}
+
+#[rustfmt::skip]
+const CITIES: [&str; 50] = [
+    "Shanghai", "Beijing", "Shenzhen", "Guangzhou", "Chengdu", "Hangzhou", "Wuhan", "Xian", "Nanjing", "Tianjin",
+    "Suzhou", "Chongqing", "Qingdao", "Dalian", "Xiamen", "Ningbo", "Kunming", "Harbin", "Jinan", "Fuzhou",
+    "Changsha", "Zhengzhou", "Hefei", "Shenyang", "Nanning", "Guiyang", "Lanzhou", "Urumqi", "Lhasa", "Haikou",
+    "Tokyo", "Osaka", "Seoul", "Singapore", "Bangkok", "Jakarta", "Manila", "Hanoi", "Sydney", "Melbourne", "London",
+    "Paris", "Berlin", "Madrid", "Rome", "Amsterdam", "New York", "Chicago", "Toronto", "Sao Paulo",
+];
+const FIRST_NAMES: [&str; 12] =
+    ["Wei", "Li", "Ming", "Fang", "Jing", "Lei", "Anna", "John", "Maria", "Yan", "Tao", "Mei"];
+const LAST_NAMES: [&str; 12] =
+    ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Smith", "Garcia"];
+const STATUSES: [&str; 3] = ["LEAD", "CUSTOMER", "CHURNED"];
+
+const LIST_BY_CITY: &str = "query($v: String!) { contacts(filter: {city: {eq: $v}}, \
+    orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { id firstName lastName account { name } } } }";
+const LIST_BY_REGION: &str = "query($v: String!) { contacts(filter: {region: {eq: $v}}, \
+    orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { id firstName lastName account { name } } } }";
+const PAGE_ACCOUNTS: &str = "query($v: String!) { contacts(filter: {city: {eq: $v}}, \
+    orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { accountId } } }";
+const GET_BY_ID: &str = "query($id: ID!) { contact(id: $id) { id firstName lastName } }";
+const GROUP_BY_CITY: &str = "{ contactsGroupBy(groupBy: [city]) { city count } }";
+
+/// Deterministic xorshift64 generator: the same data set on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+fn region(i: usize) -> String {
+    format!("Region {:02}", i % 50)
+}
+
+/// An authenticated client of the in-process server.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: Arc<str>,
+}
+
+impl Api {
+    async fn login(base: String, email: &str, password: &str) -> BoxResult<Api> {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let resp = client.post(format!("{base}/auth/login")).json(&json!({"email": email, "password": password}));
+        let body: Json = resp.send().await?.error_for_status()?.json().await?;
+        let token = body["token"].as_str().ok_or("login answered without a token")?;
+        Ok(Api { client, base, token: token.into() })
+    }
+
+    /// Posts a GraphQL request; any `errors` entry is a failure.
+    async fn post(&self, path: &str, query: &str, variables: Json) -> BoxResult<Json> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let mut body: Json = resp.json().await?;
+        match body.get("errors") {
+            Some(Json::Array(errors)) if !errors.is_empty() => {
+                Err(format!("GraphQL errors: {}", Json::Array(errors.clone())).into())
+            }
+            _ if !status.is_success() => Err(format!("HTTP {status}: {body}").into()),
+            _ => Ok(body["data"].take()),
+        }
+    }
+    async fn data(&self, query: &str, variables: Json) -> BoxResult<Json> {
+        self.post("/graphql", query, variables).await
+    }
+    async fn meta(&self, query: &str) -> BoxResult<Json> {
+        self.post("/graphql/metadata", query, json!({})).await
+    }
+}
+
+/// Result of one fixed-duration throughput run.
+struct Stats {
+    errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile_ms(&self, q: f64) -> f64 {
+        let i = ((self.latencies.len().saturating_sub(1)) as f64 * q).round() as usize;
+        self.latencies.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    }
+    fn summary(&self) -> String {
+        let (p50, p95) = (self.percentile_ms(0.5), self.percentile_ms(0.95));
+        format!("{:.0} req/s (p50 {p50:.2} ms, p95 {p95:.2} ms)", self.rate())
+    }
+}
+
+/// Runs `concurrency` loops of `request(n)` for `seconds`; `n` counts requests across loops, so
+/// callers use it to go round-robin over their filter values.
+async fn run_load<F, Fut>(seconds: f64, concurrency: usize, request: F) -> Stats
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = BoxResult<()>> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (request, counter) = (request.clone(), counter.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0usize, None);
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    match request(n).await {
+                        Ok(()) => latencies.push(t.elapsed()),
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                (latencies, errors, first_error)
+            })
+        })
+        .collect();
+    let mut stats = Stats { errors: 0, first_error: None, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for joined in futures::future::join_all(tasks).await {
+        match joined {
+            Ok((latencies, errors, first_error)) => {
+                stats.latencies.extend(latencies);
+                stats.errors += errors;
+                stats.first_error = stats.first_error.take().or(first_error);
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert_with(|| format!("task failed: {e}"));
+            }
+        }
+    }
+    stats.elapsed = start.elapsed();
+    stats.latencies.sort_unstable();
+    stats
+}
+
+/// Throughput of one data-API query whose variables follow the request number; an answer whose
+/// top-level field is null (e.g. a record not found) counts as a failure.
+async fn gql_load<V>(api: &Api, secs: f64, conc: usize, query: &'static str, vars: V) -> Stats
+where
+    V: Fn(usize) -> Json + Send + Sync + 'static,
+{
+    let api = api.clone();
+    run_load(secs, conc, move |n| {
+        let (api, vars) = (api.clone(), vars(n));
+        async move {
+            let data = api.data(query, vars).await?;
+            match data.as_object().and_then(|o| o.values().next()) {
+                Some(v) if !v.is_null() => Ok(()),
+                _ => Err(format!("empty answer: {data}").into()),
+            }
+        }
+    })
+    .await
+}
+
+/// Creates `account` and `contact` with their fields through the metadata API.
+async fn create_schema(api: &Api) -> BoxResult<()> {
+    for (name, plural) in [("account", "accounts"), ("contact", "contacts")] {
+        let label = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+        api.meta(&format!(
+            r#"mutation {{ createObject(input: {{name: "{name}", pluralName: "{plural}", label: "{label}",
+               pluralLabel: "{label}s"}}) {{ name }} }}"#
+        ))
+        .await?;
+    }
+    let fields = [
+        ("account", "name", "TEXT"),
+        ("account", "industry", "TEXT"),
+        ("contact", "first_name", "TEXT"),
+        ("contact", "last_name", "TEXT"),
+        ("contact", "email", "EMAIL, indexed: true"),
+        ("contact", "phone", "PHONE"),
+        ("contact", "city", "TEXT"),
+        ("contact", "region", "TEXT, indexed: true"),
+        ("contact", "account", r#"LOOKUP, target: "account""#),
+        ("contact", "score", "INTEGER"),
+        ("contact", "lifetime_value", "CURRENCY"),
+        (
+            "contact",
+            "status",
+            r#"PICKLIST, options: [{value: "lead", label: "Lead"},
+            {value: "customer", label: "Customer"}, {value: "churned", label: "Churned"}]"#,
+        ),
+    ];
+    for (object, name, ty) in fields {
+        api.meta(&format!(
+            r#"mutation {{ createField(object: "{object}", input: {{name: "{name}", label: "{name}", type: {ty}}}) {{ name }} }}"#
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sends `rows` as one request of up to two aliased batch mutations of 500; returns the new ids.
+async fn create_batch(api: &Api, plural: &str, input: &str, mut rows: Vec<Json>) -> BoxResult<Vec<String>> {
+    let b = rows.split_off(rows.len().min(500));
+    let (query, vars) = if b.is_empty() {
+        (format!("mutation($a: [{input}!]!) {{ a: create{plural}(data: $a) {{ id }} }}"), json!({"a": rows}))
+    } else {
+        let q = format!(
+            "mutation($a: [{input}!]!, $b: [{input}!]!) {{ a: create{plural}(data: $a) {{ id }} b: create{plural}(data: $b) {{ id }} }}"
+        );
+        (q, json!({"a": rows, "b": b}))
+    };
+    let data = api.data(&query, vars).await?;
+    let mut ids = Vec::new();
+    for record in ["a", "b"].into_iter().filter_map(|k| data[k].as_array()).flatten() {
+        ids.push(record["id"].as_str().ok_or("created record without id")?.to_string());
+    }
+    Ok(ids)
+}
+
+/// Loads accounts and contacts; returns a sample of contact ids and the contact insert rows/s.
+async fn load(api: &Api, args: &Args) -> BoxResult<(Vec<String>, f64)> {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut account_ids = Vec::with_capacity(args.accounts);
+    for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(1000) {
+        let rows = chunk
+            .iter()
+            .map(|i| json!({"name": format!("Account {i:05}"), "industry": format!("Industry {}", i % 20)}))
+            .collect();
+        account_ids.extend(create_batch(api, "Accounts", "AccountInput", rows).await?);
+    }
+    if account_ids.is_empty() {
+        return Err("--accounts must be at least 1".into());
+    }
+    // Contact ids are kept only as a sample, so the bench's own memory does not skew the RSS figure.
+    let sample_every = (args.contacts / 1000).max(1);
+    let batches = (0..args.contacts).step_by(1000).map(|from| {
+        let rows: Vec<Json> = (from..(from + 1000).min(args.contacts))
+            .map(|i| {
+                let (first, last) = (rng.pick(&FIRST_NAMES), rng.pick(&LAST_NAMES));
+                json!({
+                    "firstName": first,
+                    "lastName": last,
+                    "email": format!("{}.{}.{i}@example.com", first.to_lowercase(), last.to_lowercase()),
+                    "phone": format!("+86 138{:08}", rng.next() % 100_000_000),
+                    "city": rng.pick(&CITIES),
+                    "region": region(rng.below(50)),
+                    "accountId": account_ids[rng.below(account_ids.len())],
+                    "score": rng.below(100),
+                    "lifetimeValue": format!("{}.{:02}", rng.below(100_000), rng.below(100)),
+                    "status": rng.pick(&STATUSES),
+                })
+            })
+            .collect();
+        let api = api.clone();
+        async move { create_batch(&api, "Contacts", "ContactInput", rows).await }
+    });
+    let started = Instant::now();
+    let mut results = futures::stream::iter(batches).buffer_unordered(args.load_concurrency.max(1));
+    let (mut sample, mut created) = (Vec::new(), 0usize);
+    while let Some(ids) = results.next().await {
+        let ids = ids?;
+        sample.extend(ids.iter().step_by(sample_every).cloned());
+        created += ids.len();
+    }
+    let rows_per_sec = created as f64 / started.elapsed().as_secs_f64();
+    let count = api.data("{ contactsAggregate { count } }", json!({})).await?;
+    if count["contactsAggregate"]["count"].as_u64() != Some(args.contacts as u64) || sample.is_empty() {
+        return Err(format!("expected {} contacts after the load, found {count}", args.contacts).into());
+    }
+    Ok((sample, rows_per_sec))
+}
+
+/// The hand-written SQL of one list page: the page itself, then its accounts by id.
+struct RawPage {
+    accounts_sql: String,
+    account_ids: Vec<String>,
+}
+
+fn placeholders(postgres: bool, from: usize, n: usize) -> String {
+    let p: Vec<String> = (from..from + n).map(|i| if postgres { format!("${i}") } else { "?".into() }).collect();
+    p.join(", ")
+}
+
+/// Prepares the raw pages per city (their account ids come from the API's own answer) and
+/// checks that the API and the raw SQL see the same page.
+async fn raw_pages(api: &Api, store: &Store, page_sql: &str) -> BoxResult<Vec<RawPage>> {
+    let mut pages = Vec::with_capacity(CITIES.len());
+    for city in CITIES {
+        let data = api.data(PAGE_ACCOUNTS, json!({"v": city})).await?;
+        let nodes = data["contacts"]["nodes"].as_array().ok_or("list answered without nodes")?;
+        let mut account_ids: Vec<String> =
+            nodes.iter().filter_map(|n| n["accountId"].as_str().map(str::to_string)).collect();
+        account_ids.sort_unstable();
+        account_ids.dedup();
+        let raw_rows = store.raw_query_count(page_sql, vec![city.into()]).await?;
+        if raw_rows.min(50) != nodes.len() {
+            return Err(format!("{city}: the API returned {} rows, raw SQL {raw_rows}", nodes.len()).into());
+        }
+        let accounts_sql = format!(
+            "SELECT id, owner_id, created_at, updated_at, created_by, updated_by, version, deleted_at, name \
+             FROM obj_account WHERE id IN ({}) AND deleted_at IS NULL",
+            placeholders(store.is_postgres(), 1, account_ids.len().max(1))
+        );
+        pages.push(RawPage { accounts_sql, account_ids });
+    }
+    Ok(pages)
+}
+
+/// Time from `createField` until a data query selecting the new field succeeds.
+async fn add_field_latency(api: &Api) -> BoxResult<Duration> {
+    let started = Instant::now();
+    api.meta(r#"mutation { createField(object: "contact", input: {name: "nickname", label: "Nickname", type: TEXT}) { name } }"#)
+        .await?;
+    loop {
+        match api.data("{ contacts(first: 1) { nodes { id nickname } } }", json!({})).await {
+            Ok(_) => return Ok(started.elapsed()),
+            Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                return Err(format!("new field never appeared: {e}").into());
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// `VmRSS` (or another `/proc/self/status` key) in MiB; `None` off Linux.
+fn proc_status_mib(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// PASS/MISS against a target (`None`: no target), or FAIL when requests failed.
+fn verdict(met: Option<bool>, stats: &[&Stats]) -> String {
+    match (stats.iter().find(|s| s.errors > 0), met) {
+        (Some(s), _) => format!("FAIL ({} errors)", s.errors),
+        (None, None) => "—".into(),
+        (None, Some(true)) => "PASS".into(),
+        (None, Some(false)) => "MISS".into(),
+    }
+}
+
+async fn run(args: Args) -> BoxResult<()> {
+    let temp_dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&temp_dir)?;
+            format!("sqlite://{}", temp_dir.join("bench.db").display())
+        }
+    };
+    let (email, password) = ("bench@example.com", format!("bench-{}", uuid::Uuid::new_v4()));
+    let config = Config {
+        database_url: database_url.clone(),
+        bind: "127.0.0.1:0".into(),
+        admin_email: Some(email.into()),
+        admin_password: Some(password.clone()),
+        ..Config::default()
+    };
+    let server = start(config).await?;
+    let store = server.store.clone();
+    let api = Api::login(format!("http://{}", server.addr), email, &password).await?;
+    let (secs, conc) = (args.seconds, args.concurrency);
+    eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
+
+    create_schema(&api).await?;
+    eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
+    let (contact_ids, insert_rate) = load(&api, &args).await?;
+    let rss = proc_status_mib("VmRSS:");
+
+    // (a) list on the unindexed city, raw SQL beside it, then the indexed region.
+    let page_sql = format!(
+        "SELECT id, owner_id, created_at, updated_at, created_by, updated_by, version, deleted_at, \
+         first_name, last_name, account_id FROM obj_contact WHERE city = {} AND deleted_at IS NULL \
+         ORDER BY last_name ASC NULLS LAST, id LIMIT 51",
+        placeholders(store.is_postgres(), 1, 1)
+    );
+    let pages = Arc::new(raw_pages(&api, &store, &page_sql).await?);
+    eprintln!("measuring ({secs} s each, concurrency {conc})…");
+    let list_api = gql_load(&api, secs, conc, LIST_BY_CITY, |n| json!({"v": CITIES[n % CITIES.len()]})).await;
+    let (s, sql) = (store.clone(), Arc::new(page_sql));
+    let list_raw = run_load(secs, conc, move |n| {
+        let (s, sql, pages) = (s.clone(), sql.clone(), pages.clone());
+        async move {
+            let i = n % CITIES.len();
+            s.raw_query_count(&sql, vec![CITIES[i].into()]).await?;
+            if let Some(p) = pages.get(i).filter(|p| !p.account_ids.is_empty()) {
+                s.raw_query_count(&p.accounts_sql, p.account_ids.iter().map(|id| id.clone().into()).collect()).await?;
+            }
+            Ok(())
+        }
+    })
+    .await;
+    let list_indexed = gql_load(&api, secs, conc, LIST_BY_REGION, |n| json!({"v": region(n)})).await;
+    // (b) get by id over the sampled ids; (c) group-by count by city.
+    let get = gql_load(&api, secs, conc, GET_BY_ID, move |n| json!({"id": contact_ids[n % contact_ids.len()]})).await;
+    let group = gql_load(&api, secs, conc, GROUP_BY_CITY, |_| json!({})).await;
+    // (e) add a field.
+    let add_field = add_field_latency(&api).await?;
+
+    let ratio = list_api.rate() / list_raw.rate().max(f64::MIN_POSITIVE);
+    let ms = add_field.as_secs_f64() * 1000.0;
+    let ratio_verdict = verdict(Some(ratio >= 0.8), &[&list_api, &list_raw]);
+    let indexed_verdict = verdict(Some(list_indexed.rate() >= 1000.0), &[&list_indexed]);
+    let insert_verdict = verdict(Some(insert_rate >= 30_000.0), &[]);
+    let backend = if store.is_postgres() { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "\n## Tessera bench — {backend}, {} accounts, {} contacts, {conc} concurrent, {secs} s per figure\n",
+        args.accounts, args.contacts
+    );
+    println!("| Figure | Measured | Target (SQLite) | Result |\n|---|---|---|---|");
+    let rss_text = rss.map_or("n/a".into(), |m| format!("{m:.1} MB"));
+    let rss_verdict = rss.map_or("n/a".into(), |m| verdict(Some(m <= 100.0), &[]));
+    let rows = [
+        ("(a) list, city eq (unindexed), GraphQL", list_api.summary(), "—", verdict(None, &[&list_api])),
+        ("(a) same page, raw SQL (2 statements)", list_raw.summary(), "—", verdict(None, &[&list_raw])),
+        ("(a) list throughput, API / raw SQL", format!("{:.0}%", ratio * 100.0), "≥ 80%", ratio_verdict),
+        ("(a) list, region eq (indexed), GraphQL", list_indexed.summary(), "≥ 1,000 req/s", indexed_verdict),
+        ("(b) get by id", get.summary(), "≥ 5,000 req/s", verdict(Some(get.rate() >= 5000.0), &[&get])),
+        ("(c) group-by count (city)", group.summary(), "—", verdict(None, &[&group])),
+        ("(d) bulk insert, 1,000 rows/request", format!("{insert_rate:.0} rows/s"), "≥ 30,000 rows/s", insert_verdict),
+        ("(e) add field until queryable", format!("{ms:.1} ms"), "≤ 100 ms", verdict(Some(ms <= 100.0), &[])),
+        ("(f) RSS after the load (server + bench)", rss_text, "≤ 100 MB", rss_verdict),
+    ];
+    for (figure, measured, target, result) in rows {
+        println!("| {figure} | {measured} | {target} | {result} |");
+    }
+    if let Some(peak) = proc_status_mib("VmHWM:") {
+        println!("\nPeak RSS over the whole run: {peak:.1} MB.");
+    }
+    let all = [("list/city", &list_api), ("raw SQL", &list_raw), ("list/region", &list_indexed), ("get", &get)];
+    for (name, s) in all.into_iter().chain([("group-by", &group)]) {
+        if let Some(e) = &s.first_error {
+            println!("\n{name}: {} failed requests; first: {e}", s.errors);
+        }
+    }
+    server.shutdown().await;
+    if args.database_url.is_none() {
+        let _ = std::fs::remove_dir_all(&temp_dir);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -88,14 +88,15 @@ impl Store {
         options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
         match backend {
             DbBackend::Sqlite => {
-                options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(move |o| {
+                options.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(move |o| {
                     use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                     o.create_if_missing(true)
                         .journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal)
                         .busy_timeout(statement_timeout)
                         .foreign_keys(true)
-                        .pragma("cache_size", "-65536")
+                        // 8 MiB of page cache per connection keeps memory bounded.
+                        .pragma("cache_size", "-8192")
                         .pragma("temp_store", "memory")
                         // `like`, `startsWith` and `endsWith` are case-sensitive, as on PostgreSQL.
                         .pragma("case_sensitive_like", "ON")

@@ -65,27 +65,22 @@ pub fn now() -> DateTime<Utc> {
 /// A validated record about to be written: field column → value.
 type Row = HashMap<String, Value>;
 
+/// The audit image of a record: field api names → API values, in definition order.
 fn image(object: &ObjectDefinition, values: &Row, only: Option<&HashSet<String>>) -> serde_json::Value {
     let mut map = serde_json::Map::new();
-    for (column, v) in values {
-        if only.is_some_and(|o| !o.contains(column)) {
+    for f in &object.fields {
+        let column = f.column();
+        if only.is_some_and(|o| !o.contains(&column)) {
             continue;
         }
-        match object.fields.iter().find(|f| &f.column() == column) {
-            Some(f) => {
-                map.insert(f.name.to_string(), v.to_json(f));
-            }
-            None if column == "owner_id" => {
-                map.insert(
-                    "owner_id".into(),
-                    match v {
-                        Value::Text(s) => serde_json::Value::String(s.clone()),
-                        _ => serde_json::Value::Null,
-                    },
-                );
-            }
-            None => {}
+        if let Some(v) = values.get(&column) {
+            map.insert(f.name.to_string(), v.to_json(f));
         }
+    }
+    if only.is_none_or(|o| o.contains("owner_id"))
+        && let Some(Value::Text(owner)) = values.get("owner_id")
+    {
+        map.insert("owner_id".into(), serde_json::Value::String(owner.clone()));
     }
     serde_json::Value::Object(map)
 }
@@ -337,7 +332,13 @@ impl Store {
         Ok(next - n)
     }
 
-    async fn insert_rows(&self, txn: &DatabaseTransaction, object: &ObjectDefinition, rows: &[Row]) -> DataResult<()> {
+    async fn insert_rows<'r>(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        rows: impl Iterator<Item = &'r Row>,
+    ) -> DataResult<()> {
+        let rows: Vec<&Row> = rows.collect();
         if rows.is_empty() {
             return Ok(());
         }
@@ -460,7 +461,7 @@ impl Store {
             let start = self.reserve_numbers(&txn, object, f, inserting.len() as i64).await?;
             numbers.insert(f.column(), start);
         }
-        let mut new_rows: Vec<Row> = Vec::with_capacity(inserting.len());
+        let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting.len());
         let mut out: Vec<Option<Record>> = vec![None; rows.len()];
         let mut audit = Vec::with_capacity(rows.len());
         for (n, (i, input)) in inserting.iter().enumerate() {
@@ -483,10 +484,12 @@ impl Store {
                     .on(object.name.as_str(), Some(&id))
                     .images(None, Some(image(object, &row, None))),
             );
-            out[*i] = Some(Record { id, values: row.clone() });
-            new_rows.push(row);
+            new_rows.push((*i, id, row));
         }
-        self.insert_rows(&txn, object, &new_rows).await?;
+        self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
+        for (i, id, values) in new_rows {
+            out[i] = Some(Record { id, values });
+        }
         for (i, rec) in existing {
             let patch = rows[i].clone();
             let updated = self.apply_update(&txn, caller, object, rec, patch, None, &mut audit).await?;
