@@ -145,7 +145,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager.create_index(Index::create().name("ix_sys_audit_at").table("sys_audit").col("at").to_owned()).await?;
+        // No index on `at`: ids are UUID v7, so the primary key is already in time order.
         Ok(())
     }
 

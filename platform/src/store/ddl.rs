@@ -86,17 +86,13 @@ pub fn create_table(object: &ObjectDefinition, backend: DbBackend) -> TableCreat
     t.to_owned()
 }
 
-/// Indexes every table has, and those its fields ask for.
+/// Indexes every table has (the owner, for row scopes), and those its fields ask for. Ids are
+/// UUID v7, so the primary key already orders records by creation time; `created_at` gets no
+/// index of its own, which keeps every insert one B-tree lighter.
 pub fn create_indexes(object: &ObjectDefinition) -> Vec<sea_query::IndexCreateStatement> {
     let table = object.table();
-    let mut out = vec![
-        Index::create().name(constraint_name("ix", &table, "owner_id")).table(table.clone()).col("owner_id").to_owned(),
-        Index::create()
-            .name(constraint_name("ix", &table, "created_at"))
-            .table(table.clone())
-            .col("created_at")
-            .to_owned(),
-    ];
+    let mut out =
+        vec![Index::create().name(constraint_name("ix", &table, "owner_id")).table(table.clone()).col("owner_id").to_owned()];
     for f in &object.fields {
         out.extend(field_index(&table, f, &f.column()));
     }

@@ -81,6 +81,12 @@ pub fn full_order(order: &[OrderKey]) -> Vec<OrderKey> {
     keys
 }
 
+/// System columns that are never null: their null placement is moot, and leaving it out of
+/// `ORDER BY` and keyset predicates lets both engines walk an index in order.
+fn never_null(column: &str) -> bool {
+    matches!(column, "id" | "owner_id" | "created_at" | "updated_at" | "created_by" | "updated_by" | "version")
+}
+
 /// The rows strictly after `values` in the order of `keys` (the keyset predicate), handling
 /// nulls by their position in each key's ordering.
 pub fn after(keys: &[OrderKey], values: &[Value]) -> Condition {
@@ -105,8 +111,8 @@ pub fn after(keys: &[OrderKey], values: &[Value]) -> Condition {
                     SortDirection::Desc => col().lt(bind(v)),
                 };
                 Some(match nulls {
-                    NullsOrder::Last => Condition::any().add(cmp).add(col().is_null()),
-                    NullsOrder::First => Condition::all().add(cmp),
+                    NullsOrder::Last if !never_null(&k.column) => Condition::any().add(cmp).add(col().is_null()),
+                    _ => Condition::all().add(cmp),
                 })
             }
         };
@@ -124,6 +130,10 @@ pub fn apply_order<S: sea_query::OrderedStatement>(select: &mut S, keys: &[Order
             SortDirection::Asc => sea_query::Order::Asc,
             SortDirection::Desc => sea_query::Order::Desc,
         };
+        if never_null(&k.column) {
+            select.order_by(k.column.clone(), order);
+            continue;
+        }
         let nulls = match k.nulls {
             NullsOrder::First => sea_query::NullOrdering::First,
             NullsOrder::Last => sea_query::NullOrdering::Last,
