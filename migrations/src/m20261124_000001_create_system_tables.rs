@@ -41,7 +41,8 @@ impl MigrationTrait for Migration {
                 Query::insert()
                     .into_table("sys_metadata")
                     .columns(["key", "value"])
-                    .values_panic(["version".into(), 0i64.into()])
+                    .values(["version".into(), 0i64.into()])
+                    .map_err(|e| DbErr::Custom(e.to_string()))?
                     .to_owned(),
             )
             .await?;

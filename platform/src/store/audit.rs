@@ -75,7 +75,7 @@ pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry]) -> Sto
         insert.into_table("sys_audit").columns(COLUMNS);
         for e in chunk {
             let image = |v: &Option<serde_json::Value>| sea_query::Value::String(v.as_ref().map(|j| j.to_string()));
-            insert.values_panic(
+            insert.values(
                 [
                     e.id.clone().into(),
                     e.at.into(),
@@ -88,7 +88,7 @@ pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry]) -> Sto
                     image(&e.after),
                 ]
                 .map(Expr::val),
-            );
+            )?;
         }
         conn.execute(&insert).await?;
     }

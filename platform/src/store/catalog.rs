@@ -182,7 +182,7 @@ impl Store {
                 let insert = Query::insert()
                     .into_table("sys_objects")
                     .columns(["name", "definition", "created_at", "updated_at"])
-                    .values_panic([object.name.as_str().into(), definition.into(), now.into(), now.into()])
+                    .values([object.name.as_str().into(), definition.into(), now.into(), now.into()])?
                     .on_conflict(OnConflict::column("name").update_columns(["definition", "updated_at"]).to_owned())
                     .to_owned();
                 txn.execute(&insert).await?;
@@ -296,7 +296,7 @@ impl Store {
         let insert = Query::insert()
             .into_table("sys_sequences")
             .columns(["object", "field", "next_value"])
-            .values_panic([object.name.as_str().into(), field.name.as_str().into(), next.into()])
+            .values([object.name.as_str().into(), field.name.as_str().into(), next.into()])?
             .on_conflict(OnConflict::columns(["object", "field"]).update_column("next_value").to_owned())
             .to_owned();
         txn.execute(&insert).await?;

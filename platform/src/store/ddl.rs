@@ -91,8 +91,9 @@ pub fn create_table(object: &ObjectDefinition, backend: DbBackend) -> TableCreat
 /// index of its own, which keeps every insert one B-tree lighter.
 pub fn create_indexes(object: &ObjectDefinition) -> Vec<sea_query::IndexCreateStatement> {
     let table = object.table();
-    let mut out =
-        vec![Index::create().name(constraint_name("ix", &table, "owner_id")).table(table.clone()).col("owner_id").to_owned()];
+    let mut out = vec![
+        Index::create().name(constraint_name("ix", &table, "owner_id")).table(table.clone()).col("owner_id").to_owned(),
+    ];
     for f in &object.fields {
         out.extend(field_index(&table, f, &f.column()));
     }

@@ -67,7 +67,7 @@ impl Store {
                     "created_at",
                     "updated_at",
                 ])
-                .values_panic(
+                .values(
                     [
                         id.clone().into(),
                         user.email.to_lowercase().into(),
@@ -79,7 +79,7 @@ impl Store {
                         now.into(),
                     ]
                     .map(Expr::val),
-                )
+                )?
                 .to_owned(),
         )
         .await?;
@@ -88,7 +88,7 @@ impl Store {
                 &Query::insert()
                     .into_table("sys_user_roles")
                     .columns(["user_id", "role"])
-                    .values_panic([id.clone().into(), role.clone().into()])
+                    .values([id.clone().into(), role.clone().into()])?
                     .to_owned(),
             )
             .await?;
@@ -150,7 +150,7 @@ impl Store {
                 &Query::insert()
                     .into_table("sys_tokens")
                     .columns(["id", "user_id", "kind", "name", "token_hash", "created_at", "expires_at"])
-                    .values_panic(
+                    .values(
                         [
                             id.clone().into(),
                             user_id.into(),
@@ -161,7 +161,7 @@ impl Store {
                             sea_query::Value::ChronoDateTimeUtc(expires_at),
                         ]
                         .map(Expr::val),
-                    )
+                    )?
                     .to_owned(),
             )
             .await?;

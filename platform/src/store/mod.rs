@@ -30,6 +30,8 @@ pub use identity::{NewUser, TokenKind, UserRow};
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    #[error("cannot build a statement: {0}")]
+    Build(#[from] sea_query::error::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     /// A change that the data does not allow (duplicates for a new unique index, values that
