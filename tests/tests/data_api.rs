@@ -699,6 +699,11 @@ async fn bad_requests_are_refused_with_codes_and_the_server_keeps_serving() {
             assert!(r["data"].is_null() || r["data"].get("contacts").is_none(), "{r}");
             assert_eq!(error_codes(&r)[0], "BAD_USER_INPUT", "{q}: {r}");
         }
+        let many: Vec<String> = (0..1001).map(|i| format!("n{i}")).collect();
+        let r = t
+            .data("query($v: [String!]) { contacts(filter: {name: {in: $v}}) { nodes { name } } }", json!({"v": many}))
+            .await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
         let (status, body) = t.post_raw("/graphql", "this is not json".into()).await;
         assert_eq!(status, 400);
         assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);

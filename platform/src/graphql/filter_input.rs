@@ -13,6 +13,8 @@ use super::values::{input_json, picklist_enum_name};
 pub const SORT_ORDER: &str = "SortOrder";
 /// Deepest nesting of `and`/`or`/`not`/related filters accepted.
 const MAX_FILTER_DEPTH: usize = 8;
+/// Most values one `in` / `notIn` may list (each becomes a bound parameter).
+const MAX_IN_VALUES: usize = 1_000;
 
 /// The operator input type used for a field, e.g. `StringFilter`.
 pub fn filter_type(object: &ObjectDefinition, field: &FieldDefinition) -> Option<String> {
@@ -175,6 +177,9 @@ fn parse_ops(column: &str, field: &FieldDefinition, ops: &GqlValue) -> Result<Ve
         let one = |v: &GqlValue| filter_value(field, v);
         let list = |v: &GqlValue| -> Result<Vec<Value>, DataError> {
             match v {
+                GqlValue::List(items) if items.len() > MAX_IN_VALUES => {
+                    Err(DataError::bad_input(format!("`{op}` takes at most {MAX_IN_VALUES} values")))
+                }
                 GqlValue::List(items) => items.iter().map(one).collect(),
                 GqlValue::Null => Ok(Vec::new()),
                 other => Ok(vec![one(other)?]),
