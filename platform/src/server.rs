@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let router = http::router(state.clone());
     let watcher = tokio::spawn(watch_metadata(state.metadata.clone()));
+    let maintenance = store.spawn_maintenance();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -125,6 +126,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "server stopped");
         }
         watcher.abort();
+        if let Some(m) = maintenance {
+            m.abort();
+        }
     });
     tracing::info!(%addr, database = %redact(&config.database_url), "tessera is serving");
     Ok(RunningServer { addr, store, state, stop, task })
