@@ -13,7 +13,7 @@ use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, Registry};
 
 use super::filter_input::{object_filter, object_order_by, parse_filter, shared_types};
 use super::prefetch::{Conn, Node, connection_node_parents, list_query, node_columns, prefetch};
-use super::values::{enum_item, output, picklist_enum_name, record_input, scalars, system_output};
+use super::values::{InputFields, enum_item, output, picklist_enum_name, scalars, system_output};
 use super::{
     AggregateFn, AggregateQuery, AggregateRow, AggregateValue, Caller, DataError, RecordStore, Upsert, data_error,
 };
@@ -606,7 +606,7 @@ fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation:
             let object = object_of(&shared, &name)?;
             let dc = data(&ctx)?;
             let data_arg = ctx.args.try_get("data")?;
-            let inputs = vec![record_input(&object, data_arg.as_value())];
+            let inputs = vec![InputFields::new(&object).record(data_arg.as_value())];
             let records =
                 dc.store.create(&dc.caller, &shared.registry, &object, inputs, None).await.map_err(data_error)?;
             let nodes = prefetch(&shared, dc, &object, records, &[ctx.ctx.field()]).await.map_err(data_error)?;
@@ -629,7 +629,8 @@ fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation:
                     shared.limits.max_batch
                 ))));
             }
-            let inputs = list.iter().map(|v| record_input(&object, v.as_value())).collect();
+            let fields = InputFields::new(&object);
+            let inputs = list.iter().map(|v| fields.record(v.as_value())).collect();
             let upsert = match ctx.args.get("upsert").filter(|v| !v.is_null()) {
                 Some(u) => Some(parse_upsert(&object, u.as_value())?),
                 None => None,
@@ -650,7 +651,7 @@ fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation:
             let object = object_of(&shared, &name)?;
             let dc = data(&ctx)?;
             let id = ctx.args.try_get("id")?.string()?.to_string();
-            let input = record_input(&object, ctx.args.try_get("data")?.as_value());
+            let input = InputFields::new(&object).record(ctx.args.try_get("data")?.as_value());
             let expected = match ctx.args.get("expectedVersion") {
                 Some(v) if !v.is_null() => Some(v.i64()?),
                 _ => None,
@@ -678,7 +679,7 @@ fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation:
                 Some(f) => parse_filter(&shared.registry, &object, f).map_err(data_error)?,
                 None => None,
             };
-            let input = record_input(&object, ctx.args.try_get("data")?.as_value());
+            let input = InputFields::new(&object).record(ctx.args.try_get("data")?.as_value());
             let records =
                 dc.store.update_many(&dc.caller, &shared.registry, &object, filter, input).await.map_err(data_error)?;
             let nodes = prefetch(&shared, dc, &object, records, &[ctx.ctx.field()]).await.map_err(data_error)?;

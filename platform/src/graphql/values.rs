@@ -58,38 +58,70 @@ pub fn system_output(value: &Value) -> GqlValue {
     }
 }
 
+/// JSON of a GraphQL input value, without copying it first.
+pub fn json_of(value: &GqlValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        GqlValue::Null => J::Null,
+        GqlValue::Number(n) => J::Number(n.clone()),
+        GqlValue::String(s) => J::String(s.clone()),
+        GqlValue::Boolean(b) => J::Bool(*b),
+        GqlValue::Enum(n) => J::String(n.to_string()),
+        GqlValue::List(items) => J::Array(items.iter().map(json_of).collect()),
+        GqlValue::Object(map) => J::Object(map.iter().map(|(k, v)| (k.to_string(), json_of(v))).collect()),
+        GqlValue::Binary(bytes) => J::Array(bytes.iter().map(|b| J::from(*b)).collect()),
+    }
+}
+
 /// JSON of an input value for `field`, with picklist enum items mapped back to option values.
 pub fn input_json(field: &FieldDefinition, value: &GqlValue) -> serde_json::Value {
     let option = |v: &GqlValue| match v {
         GqlValue::Enum(n) => serde_json::Value::String(n.as_str().to_lowercase()),
         GqlValue::String(s) => serde_json::Value::String(s.to_lowercase()),
-        other => other.clone().into_json().unwrap_or_default(),
+        other => json_of(other),
     };
     match (field.field_type, value) {
         (FieldType::Picklist, v) if !matches!(v, GqlValue::Null) => option(v),
         (FieldType::MultiPicklist, GqlValue::List(items)) => {
             serde_json::Value::Array(items.iter().map(option).collect())
         }
-        _ => value.clone().into_json().unwrap_or_default(),
+        _ => json_of(value),
     }
 }
 
-/// Converts an `…Input` object into field values keyed by api name.
-pub fn record_input(object: &ObjectDefinition, value: &GqlValue) -> RecordInput {
-    let mut out = RecordInput::new();
-    let GqlValue::Object(map) = value else { return out };
-    for (name, v) in map {
-        if name.as_str() == "owner" {
-            out.insert("owner_id".into(), v.clone().into_json().unwrap_or_default());
-        } else if let Some(f) = object.field_by_graphql(name.as_str()) {
-            out.insert(f.name.to_string(), input_json(f, v));
-        } else if let Some(f) =
-            object.fields.iter().find(|f| f.field_type == FieldType::Lookup && f.graphql_id_name() == name.as_str())
-        {
-            out.insert(f.name.to_string(), input_json(f, v));
-        } else {
-            out.insert(name.to_string(), v.clone().into_json().unwrap_or_default());
-        }
+/// The fields of an `…Input` type by GraphQL name (lookups by their `…Id` name), built once
+/// per request rather than once per record.
+pub struct InputFields<'a> {
+    by_name: std::collections::HashMap<String, &'a FieldDefinition>,
+}
+
+impl<'a> InputFields<'a> {
+    pub fn new(object: &'a ObjectDefinition) -> Self {
+        let by_name = object
+            .fields
+            .iter()
+            .map(|f| (if f.field_type == FieldType::Lookup { f.graphql_id_name() } else { f.graphql_name() }, f))
+            .collect();
+        InputFields { by_name }
     }
-    out
+
+    /// Converts an `…Input` object into field values keyed by api name.
+    pub fn record(&self, value: &GqlValue) -> RecordInput {
+        let mut out = RecordInput::new();
+        let GqlValue::Object(map) = value else { return out };
+        for (name, v) in map {
+            match self.by_name.get(name.as_str()) {
+                Some(f) => {
+                    out.insert(f.name.to_string(), input_json(f, v));
+                }
+                None if name.as_str() == "owner" => {
+                    out.insert("owner_id".into(), json_of(v));
+                }
+                None => {
+                    out.insert(name.to_string(), json_of(v));
+                }
+            }
+        }
+        out
+    }
 }
