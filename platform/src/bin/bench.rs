@@ -1,4 +1,4 @@
-//! Tessera benchmark: starts the server in-process on one database, loads 1,000 accounts and
+//! Tessera benchmark: starts the server in a child process (this binary again) on one database, loads 1,000 accounts and
 //! 100,000 contacts (10 fields: a lookup to account, an unindexed text `city` and an indexed text
 //! `region` with 50 values each, …) through the public APIs, then prints a markdown table of what
 //! this ONE run measured, with targets and PASS/MISS:
@@ -10,7 +10,8 @@
 //! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
 //!   aliased mutations of 500, the batch cap);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
-//! - (f) VmRSS of this process (server plus the small bench client) after the load.
+//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`) and mapped
+//!   file pages (`RssFile`: the binary and the SQLite file, which is read through a memory map).
 //!
 //! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
 //! and count completed requests; filter values go round-robin over the 50 values.
@@ -110,7 +111,7 @@ fn region(i: usize) -> String {
     format!("Region {:02}", i % 50)
 }
 
-/// An authenticated client of the in-process server.
+/// An authenticated client of the server under test.
 #[derive(Clone)]
 struct Api {
     client: reqwest::Client,
@@ -408,9 +409,9 @@ async fn add_field_latency(api: &Api) -> BoxResult<Duration> {
     }
 }
 
-/// `VmRSS` (or another `/proc/self/status` key) in MiB; `None` off Linux.
-fn proc_status_mib(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `VmRSS` (or another `/proc/<pid>/status` key) of a process in MiB; `None` off Linux.
+fn proc_status_mib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
@@ -436,15 +437,9 @@ async fn run(args: Args) -> BoxResult<()> {
         }
     };
     let (email, password) = ("bench@example.com", format!("bench-{}", uuid::Uuid::new_v4()));
-    let config = Config {
-        database_url: database_url.clone(),
-        bind: "127.0.0.1:0".into(),
-        admin_email: Some(email.into()),
-        admin_password: Some(password.clone()),
-        ..Config::default()
-    };
-    let server = start(config).await?;
-    let store = server.store.clone();
+    let server = ServerProcess::spawn(&database_url, email, &password)?;
+    // The raw-SQL comparison goes through the same driver on the same database.
+    let store = Store::connect(&database_url).await?;
     let api = Api::login(format!("http://{}", server.addr), email, &password).await?;
     let (secs, conc) = (args.seconds, args.concurrency);
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
@@ -452,7 +447,9 @@ async fn run(args: Args) -> BoxResult<()> {
     create_schema(&api).await?;
     eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
     let (contact_ids, insert_rate) = load(&api, &args).await?;
-    let rss = proc_status_mib("VmRSS:");
+    let rss = proc_status_mib(server.pid, "VmRSS:");
+    let rss_anon = proc_status_mib(server.pid, "RssAnon:");
+    let rss_file = proc_status_mib(server.pid, "RssFile:");
 
     // (a) list on the unindexed city, raw SQL beside it, then the indexed region.
     let page_sql = format!(
@@ -495,7 +492,12 @@ async fn run(args: Args) -> BoxResult<()> {
         args.accounts, args.contacts
     );
     println!("| Figure | Measured | Target (SQLite) | Result |\n|---|---|---|---|");
-    let rss_text = rss.map_or("n/a".into(), |m| format!("{m:.1} MB"));
+    let rss_text = match (rss, rss_anon, rss_file) {
+        (Some(all), Some(anon), Some(file)) => {
+            format!("{all:.1} MB ({anon:.1} MB allocated, {file:.1} MB mapped database and binary)")
+        }
+        _ => rss.map_or("n/a".into(), |m| format!("{m:.1} MB")),
+    };
     let rss_verdict = rss.map_or("n/a".into(), |m| verdict(Some(m <= 100.0), &[]));
     let rows = [
         ("(a) list, city eq (unindexed), GraphQL", list_api.summary(), "—", verdict(None, &[&list_api])),
@@ -506,13 +508,13 @@ async fn run(args: Args) -> BoxResult<()> {
         ("(c) group-by count (city)", group.summary(), "—", verdict(None, &[&group])),
         ("(d) bulk insert, 1,000 rows/request", format!("{insert_rate:.0} rows/s"), "≥ 30,000 rows/s", insert_verdict),
         ("(e) add field until queryable", format!("{ms:.1} ms"), "≤ 100 ms", verdict(Some(ms <= 100.0), &[])),
-        ("(f) RSS after the load (server + bench)", rss_text, "≤ 100 MB", rss_verdict),
+        ("(f) server RSS after the load", rss_text, "≤ 100 MB", rss_verdict),
     ];
     for (figure, measured, target, result) in rows {
         println!("| {figure} | {measured} | {target} | {result} |");
     }
-    if let Some(peak) = proc_status_mib("VmHWM:") {
-        println!("\nPeak RSS over the whole run: {peak:.1} MB.");
+    if let Some(peak) = proc_status_mib(server.pid, "VmHWM:") {
+        println!("\nServer peak RSS over the whole run: {peak:.1} MB.");
     }
     let all = [("list/city", &list_api), ("raw SQL", &list_raw), ("list/region", &list_indexed), ("get", &get)];
     for (name, s) in all.into_iter().chain([("group-by", &group)]) {
@@ -520,15 +522,98 @@ async fn run(args: Args) -> BoxResult<()> {
             println!("\n{name}: {} failed requests; first: {e}", s.errors);
         }
     }
-    server.shutdown().await;
+    drop(store);
+    server.stop();
     if args.database_url.is_none() {
         let _ = std::fs::remove_dir_all(&temp_dir);
     }
     Ok(())
 }
 
+/// The server under test, in a child process of its own so that its memory is measured apart
+/// from the load generator's. It is this same binary, started with `SERVE_ENV` set.
+struct ServerProcess {
+    child: std::process::Child,
+    pid: u32,
+    addr: String,
+}
+
+const SERVE_ENV: &str = "TESSERA_BENCH_SERVE";
+
+impl ServerProcess {
+    fn spawn(database_url: &str, email: &str, password: &str) -> BoxResult<ServerProcess> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .env(SERVE_ENV, database_url)
+            .env("TESSERA_ADMIN_EMAIL", email)
+            .env("TESSERA_ADMIN_PASSWORD", password)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("server process has no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.strip_prefix("LISTENING ").map(|a| a.trim().to_string());
+        match addr {
+            Some(addr) => Ok(ServerProcess { pid: child.id(), child, addr }),
+            None => {
+                let _ = child.kill();
+                Err(format!("server process did not start (said {line:?})").into())
+            }
+        }
+    }
+
+    /// Closing its stdin tells the server to shut down; it is killed if it does not.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Child mode: serve until stdin closes.
+async fn serve(database_url: String) -> BoxResult<()> {
+    let config = Config {
+        database_url,
+        bind: "127.0.0.1:0".into(),
+        admin_email: std::env::var("TESSERA_ADMIN_EMAIL").ok(),
+        admin_password: std::env::var("TESSERA_ADMIN_PASSWORD").ok(),
+        ..Config::default()
+    };
+    let server = start(config).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        writeln!(out, "LISTENING {}", server.addr)?;
+        out.flush()?;
+    }
+    tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    })
+    .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if let Ok(database_url) = std::env::var(SERVE_ENV) {
+        return match serve(database_url).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
