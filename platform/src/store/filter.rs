@@ -46,6 +46,20 @@ fn compare(column: &str, op: &FilterOp) -> Condition {
     Condition::all().add(expr)
 }
 
+/// `column IN (ids…)` with every id in one bound JSON array, so the statement text is the same
+/// whatever the number of ids: one cached prepared statement instead of one per list length.
+pub fn in_text_list(column: &str, ids: &[String], backend: sea_orm::DbBackend) -> Expr {
+    let json = serde_json::Value::from(ids.to_vec()).to_string();
+    // sea-query substitutes `$1` in custom SQL for PostgreSQL and `?` for SQLite.
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            format!("\"{column}\" IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))")
+        }
+        _ => format!("\"{column}\" IN (SELECT value FROM json_each(?))"),
+    };
+    Expr::cust_with_values(sql, [json])
+}
+
 /// Compiles a filter to a condition on the current table.
 pub fn condition(filter: &Filter) -> Condition {
     match filter {
@@ -175,5 +189,27 @@ mod tests {
             .to_owned();
         apply_order(&mut q, &keys);
         insta::assert_snapshot!(format!("{}\n{}", q.to_string(SqliteQueryBuilder), q.to_string(PostgresQueryBuilder)));
+    }
+}
+#[cfg(test)]
+mod in_list_tests {
+    #[test]
+    fn binds_an_id_list_as_one_json_parameter() {
+        let q = sea_query::Query::select()
+            .column("id")
+            .from("t")
+            .and_where(super::in_text_list("id", &["a".into(), "b".into()], sea_orm::DbBackend::Postgres))
+            .to_owned();
+        let (sql, values) = q.build(sea_query::PostgresQueryBuilder);
+        assert_eq!(sql, r#"SELECT "id" FROM "t" WHERE "id" IN (SELECT jsonb_array_elements_text(CAST($1 AS jsonb)))"#);
+        assert_eq!(values.0, vec![sea_query::Value::String(Some(r#"["a","b"]"#.into()))]);
+        let q = sea_query::Query::select()
+            .column("id")
+            .from("t")
+            .and_where(super::in_text_list("id", &["a".into()], sea_orm::DbBackend::Sqlite))
+            .to_owned();
+        let (sql, values) = q.build(sea_query::SqliteQueryBuilder);
+        assert_eq!(sql, r#"SELECT "id" FROM "t" WHERE "id" IN (SELECT value FROM json_each(?))"#);
+        assert_eq!(values.0, vec![sea_query::Value::String(Some(r#"["a"]"#.into()))]);
     }
 }

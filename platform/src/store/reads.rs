@@ -10,7 +10,7 @@ use sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, WindowStat
 use tessera_metadata::{ObjectDefinition, OrderKey, Value, format_decimal};
 
 use super::codec::{Storage, decode};
-use super::filter::{after, apply_order, condition, full_order};
+use super::filter::{after, apply_order, condition, full_order, in_text_list};
 use super::{Store, StoreError, StoreResult};
 use crate::graphql::{AggregateFn, AggregateQuery, AggregateRow, AggregateValue, ListQuery, Page, Record};
 
@@ -106,7 +106,7 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
             let mut q = Self::base_select(object, &cols);
-            q.and_where(Expr::col("id").is_in(chunk.iter().cloned())).and_where(live());
+            q.and_where(in_text_list("id", chunk, self.backend)).and_where(live());
             for row in self.db.query_all(&q).await? {
                 out.push(self.decode_record(&row, &cols)?);
             }
@@ -194,7 +194,7 @@ impl Store {
             let mut inner = Self::base_select(object, &cols);
             inner
                 .expr_window_as(Expr::cust("ROW_NUMBER()"), window, "tessera_rn")
-                .and_where(Expr::col(column.to_string()).is_in(chunk.iter().cloned()))
+                .and_where(in_text_list(column, chunk, self.backend))
                 .and_where(live());
             if let Some(f) = &query.filter {
                 inner.cond_where(condition(f));

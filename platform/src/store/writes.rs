@@ -12,7 +12,7 @@ use tessera_metadata::{FieldDefinition, FieldIssue, FieldType, Filter, IssueCode
 
 use super::audit::{AuditEntry, append};
 use super::codec::{Storage, storage, to_sql};
-use super::filter::condition;
+use super::filter::{condition, in_text_list};
 use super::reads::{SYSTEM_COLUMNS, read_columns};
 use super::{Store, StoreError};
 use crate::graphql::{Caller, DataError, DataResult, Record, RecordInput, Upsert};
@@ -230,7 +230,7 @@ impl Store {
         let mut found = HashSet::new();
         for chunk in ids.chunks(1000) {
             let mut q = Query::select();
-            q.column("id").from(table.to_string()).and_where(Expr::col("id").is_in(chunk.iter().cloned()));
+            q.column("id").from(table.to_string()).and_where(in_text_list("id", chunk, self.backend));
             if live_only {
                 q.and_where(Expr::col("deleted_at").is_null());
             }
