@@ -2,6 +2,7 @@
 //! metadata API (`metadata_schema`). The builder never runs SQL; it calls `RecordStore`.
 
 mod contract;
+mod data_mutations;
 pub mod data_schema;
 mod errors;
 mod filter_input;

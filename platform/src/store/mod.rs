@@ -10,6 +10,7 @@ mod filter;
 mod identity;
 mod reads;
 mod record_store;
+mod validation;
 mod writes;
 
 use std::sync::Arc;
@@ -52,7 +53,6 @@ pub struct Store {
     /// SQLite allows one writer; queueing writers here avoids lock-upgrade failures of
     /// deferred transactions. PostgreSQL writers run concurrently.
     write_lock: std::sync::Arc<Mutex<()>>,
-    statement_timeout: Duration,
     schema: Arc<SchemaEpoch>,
     /// SQL statements executed so far, for tests that hold the API to a statement budget.
     statements: Arc<AtomicU64>,
@@ -126,14 +126,7 @@ impl Store {
             counter.fetch_add(1, Ordering::Relaxed);
         });
         Migrator::up(&db, None).await?;
-        Ok(Store {
-            db,
-            backend,
-            write_lock: std::sync::Arc::new(Mutex::new(())),
-            statement_timeout,
-            schema,
-            statements,
-        })
+        Ok(Store { db, backend, write_lock: std::sync::Arc::new(Mutex::new(())), schema, statements })
     }
 
     /// Records that table layouts changed (here or on another node): pooled connections opened
@@ -174,10 +167,6 @@ impl Store {
 
     pub fn is_postgres(&self) -> bool {
         self.backend == DbBackend::Postgres
-    }
-
-    pub fn statement_timeout(&self) -> Duration {
-        self.statement_timeout
     }
 
     /// Checks the database answers.

@@ -1,0 +1,186 @@
+//! The generated mutations of the data API: create (single and batch, with upsert), update
+//! (single with `expectedVersion`, and by filter), recycle bin, restore and destroy.
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputObject, InputValue, Object, TypeRef};
+use async_graphql::{Error, Value as GqlValue};
+use tessera_metadata::ObjectDefinition;
+
+use super::data_schema::{Shared, arg_value, data, object_of};
+use super::filter_input::parse_filter;
+use super::prefetch::prefetch;
+use super::values::InputFields;
+use super::{DataError, Upsert, data_error};
+
+pub(super) fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation: Object) -> Object {
+    let tn = object.type_name();
+    let single = tessera_metadata::pascal_case(object.name.as_str());
+    let plural = tessera_metadata::pascal_case(object.plural_name.as_str());
+    let name = object.name.to_string();
+    let input = format!("{tn}Input");
+    let with = |s: &Arc<Shared>, n: &String| (s.clone(), n.clone());
+
+    let (s, n) = with(shared, &name);
+    let create = Field::new(format!("create{single}"), TypeRef::named_nn(&tn), move |ctx| {
+        let (shared, name) = (s.clone(), n.clone());
+        FieldFuture::new(async move {
+            let object = object_of(&shared, &name)?;
+            let dc = data(&ctx)?;
+            let data_arg = ctx.args.try_get("data")?;
+            let inputs = vec![InputFields::new(&object).record(data_arg.as_value())];
+            let records =
+                dc.store.create(&dc.caller, &shared.registry, &object, inputs, None).await.map_err(data_error)?;
+            let nodes = prefetch(&shared, dc, &object, records, &[ctx.ctx.field()]).await.map_err(data_error)?;
+            Ok(nodes.into_iter().next().map(FieldValue::owned_any))
+        })
+    })
+    .argument(InputValue::new("data", TypeRef::named_nn(&input)));
+
+    let (s, n) = with(shared, &name);
+    let upsert_type = format!("{tn}Upsert");
+    let create_many = Field::new(format!("create{plural}"), TypeRef::named_nn_list_nn(&tn), move |ctx| {
+        let (shared, name) = (s.clone(), n.clone());
+        FieldFuture::new(async move {
+            let object = object_of(&shared, &name)?;
+            let dc = data(&ctx)?;
+            let list = ctx.args.try_get("data")?.list()?;
+            if list.len() > shared.limits.max_batch {
+                return Err(data_error(DataError::bad_input(format!(
+                    "at most {} records per batch",
+                    shared.limits.max_batch
+                ))));
+            }
+            let fields = InputFields::new(&object);
+            let inputs = list.iter().map(|v| fields.record(v.as_value())).collect();
+            let upsert = match ctx.args.get("upsert").filter(|v| !v.is_null()) {
+                Some(u) => Some(parse_upsert(&object, u.as_value())?),
+                None => None,
+            };
+            let records =
+                dc.store.create(&dc.caller, &shared.registry, &object, inputs, upsert).await.map_err(data_error)?;
+            let nodes = prefetch(&shared, dc, &object, records, &[ctx.ctx.field()]).await.map_err(data_error)?;
+            Ok(Some(FieldValue::list(nodes.into_iter().map(FieldValue::owned_any))))
+        })
+    })
+    .argument(InputValue::new("data", TypeRef::named_nn_list_nn(&input)))
+    .argument(InputValue::new("upsert", TypeRef::named(&upsert_type)));
+
+    let (s, n) = with(shared, &name);
+    let update = Field::new(format!("update{single}"), TypeRef::named_nn(&tn), move |ctx| {
+        let (shared, name) = (s.clone(), n.clone());
+        FieldFuture::new(async move {
+            let object = object_of(&shared, &name)?;
+            let dc = data(&ctx)?;
+            let id = ctx.args.try_get("id")?.string()?.to_string();
+            let input = InputFields::new(&object).record(ctx.args.try_get("data")?.as_value());
+            let expected = match ctx.args.get("expectedVersion") {
+                Some(v) if !v.is_null() => Some(v.i64()?),
+                _ => None,
+            };
+            let record = dc
+                .store
+                .update(&dc.caller, &shared.registry, &object, &id, input, expected)
+                .await
+                .map_err(data_error)?;
+            let nodes = prefetch(&shared, dc, &object, vec![record], &[ctx.ctx.field()]).await.map_err(data_error)?;
+            Ok(nodes.into_iter().next().map(FieldValue::owned_any))
+        })
+    })
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .argument(InputValue::new("data", TypeRef::named_nn(&input)))
+    .argument(InputValue::new("expectedVersion", TypeRef::named(TypeRef::INT)));
+
+    let (s, n) = with(shared, &name);
+    let update_many = Field::new(format!("update{plural}"), TypeRef::named_nn_list_nn(&tn), move |ctx| {
+        let (shared, name) = (s.clone(), n.clone());
+        FieldFuture::new(async move {
+            let object = object_of(&shared, &name)?;
+            let dc = data(&ctx)?;
+            let filter = match arg_value(&ctx, "filter") {
+                Some(f) => parse_filter(&shared.registry, &object, f).map_err(data_error)?,
+                None => None,
+            };
+            let input = InputFields::new(&object).record(ctx.args.try_get("data")?.as_value());
+            let records =
+                dc.store.update_many(&dc.caller, &shared.registry, &object, filter, input).await.map_err(data_error)?;
+            let nodes = prefetch(&shared, dc, &object, records, &[ctx.ctx.field()]).await.map_err(data_error)?;
+            Ok(Some(FieldValue::list(nodes.into_iter().map(FieldValue::owned_any))))
+        })
+    })
+    .argument(InputValue::new("filter", TypeRef::named(format!("{tn}Filter"))))
+    .argument(InputValue::new("data", TypeRef::named_nn(&input)));
+
+    let lifecycle = |verb: &'static str| {
+        let (s, n) = with(shared, &name);
+        Field::new(format!("{verb}{single}"), TypeRef::named_nn(&tn), move |ctx| {
+            let (shared, name) = (s.clone(), n.clone());
+            FieldFuture::new(async move {
+                let object = object_of(&shared, &name)?;
+                let dc = data(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?.to_string();
+                let record = if verb == "delete" {
+                    dc.store.delete(&dc.caller, &object, &id).await
+                } else {
+                    dc.store.restore(&dc.caller, &object, &id).await
+                }
+                .map_err(data_error)?;
+                let nodes =
+                    prefetch(&shared, dc, &object, vec![record], &[ctx.ctx.field()]).await.map_err(data_error)?;
+                Ok(nodes.into_iter().next().map(FieldValue::owned_any))
+            })
+        })
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    };
+
+    let (s, n) = with(shared, &name);
+    let destroy = Field::new(format!("destroy{single}"), TypeRef::named_nn(TypeRef::ID), move |ctx| {
+        let (shared, name) = (s.clone(), n.clone());
+        FieldFuture::new(async move {
+            let object = object_of(&shared, &name)?;
+            let dc = data(&ctx)?;
+            let id = ctx.args.try_get("id")?.string()?.to_string();
+            let id = dc.store.destroy(&dc.caller, &shared.registry, &object, &id).await.map_err(data_error)?;
+            Ok(Some(FieldValue::value(id)))
+        })
+    })
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
+
+    mutation
+        .field(create)
+        .field(create_many)
+        .field(update)
+        .field(update_many)
+        .field(lifecycle("delete"))
+        .field(lifecycle("restore"))
+        .field(destroy)
+}
+
+fn parse_upsert(object: &ObjectDefinition, value: &GqlValue) -> Result<Upsert, Error> {
+    let names = |key: &str| -> Vec<String> {
+        match value {
+            GqlValue::Object(m) => match m.get(key) {
+                Some(GqlValue::List(items)) => items
+                    .iter()
+                    .filter_map(|i| match i {
+                        GqlValue::Enum(n) => object.field_by_graphql(n.as_str()).map(|f| f.name.to_string()),
+                        // Enum values given through variables arrive as strings.
+                        GqlValue::String(n) => object.field_by_graphql(n).map(|f| f.name.to_string()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    };
+    Ok(Upsert { on_conflict: names("onConflict"), update: names("update") })
+}
+
+/// The `…Upsert` input types (registered with the other inputs).
+pub fn upsert_type(object: &ObjectDefinition) -> InputObject {
+    let fe = format!("{}Field", object.type_name());
+    InputObject::new(format!("{}Upsert", object.type_name()))
+        .field(InputValue::new("onConflict", TypeRef::named_nn_list_nn(&fe)))
+        .field(InputValue::new("update", TypeRef::named_nn_list_nn(&fe)))
+}
