@@ -50,7 +50,7 @@ async fn main() -> std::process::ExitCode {
             match start(config).await {
                 Ok(server) => {
                     println!("Tessera is listening on http://{}", server.addr);
-                    server.wait_for_ctrl_c().await;
+                    server.wait_for_shutdown_signal().await;
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -80,9 +80,28 @@ impl RunningServer {
         let _ = self.task.await;
     }
 
-    /// Serves until Ctrl-C.
-    pub async fn wait_for_ctrl_c(self) {
-        let _ = tokio::signal::ctrl_c().await;
+    /// Serves until Ctrl-C or SIGTERM (what service managers send), then drains in-flight
+    /// requests.
+    pub async fn wait_for_shutdown_signal(self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
         tracing::info!("shutting down");
         self.shutdown().await;
     }
