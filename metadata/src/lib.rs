@@ -1,7 +1,8 @@
 //! The model of Tessera's metadata as plain data: object and field definitions, field types,
-//! name rules, the immutable `Registry` snapshot, typed record values with their coercion and
+//! name rules, access rules (roles' object and field permissions, a caller's effective access), the immutable `Registry` snapshot, typed record values with their coercion and
 //! validation rules, and the filter/sort model of record queries. No I/O, no async, no SQL.
 
+mod access;
 mod error;
 mod field;
 mod names;
@@ -10,6 +11,9 @@ mod query;
 mod registry;
 mod value;
 
+pub use access::{
+    ADMIN_ROLE, AccessProfile, Action, FieldAccess, ObjectAccess, ObjectGrant, ObjectPermission, RoleRules, Scope,
+};
 pub use error::{FieldIssue, IssueCode, MetadataError};
 pub use field::{FieldDefinition, FieldType, PicklistOption, TypeChange};
 pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
