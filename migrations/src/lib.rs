@@ -1,16 +1,21 @@
 //! Migrations of Tessera's own system tables (`sys_*`): the metadata store, users, sessions and
-//! API tokens, the audit log and auto-number sequences. Admin-defined objects are never migrated
-//! here; the platform derives their DDL from metadata at run time.
+//! API tokens, the audit log, auto-number sequences and the access engine's policy rules.
+//! Admin-defined objects are never migrated here; the platform derives their DDL from metadata
+//! at run time.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_system_tables;
+mod m20261125_000001_create_policy_rules;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_system_tables::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_system_tables::Migration),
+            Box::new(m20261125_000001_create_policy_rules::Migration),
+        ]
     }
 }

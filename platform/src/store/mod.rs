@@ -1,6 +1,7 @@
 //! The record store: the only place that writes SQL. It owns the connection pool, runs the
 //! system migrations, turns metadata changes into DDL, and reads and writes records, users,
-//! tokens and the audit log through sea-query over sea-orm, on SQLite and PostgreSQL alike.
+//! tokens, access policy rules and the audit log through sea-query over sea-orm, on SQLite and
+//! PostgreSQL alike.
 
 mod audit;
 mod catalog;
@@ -8,6 +9,7 @@ mod codec;
 mod ddl;
 mod filter;
 mod identity;
+mod policy_rules;
 mod reads;
 mod record_store;
 mod validation;
@@ -24,6 +26,7 @@ use tokio::sync::Mutex;
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
 pub use identity::{NewUser, TokenKind, UserRow};
+pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
 /// else is logged once and reported as an internal error.
