@@ -2,6 +2,7 @@
 //! over sea-orm), DDL from metadata, authentication, the metadata service that applies runtime
 //! changes and swaps the schema snapshot, the generated GraphQL APIs, and the axum HTTP server.
 
+pub mod access;
 pub mod auth;
 pub mod graphql;
 pub mod http;
