@@ -1,6 +1,6 @@
-//! End-to-end test harness: starts a real Tessera server on a real database — a fresh SQLite
-//! file, and a fresh PostgreSQL database when `TESSERA_TEST_POSTGRES` names a server — and
-//! talks to it over HTTP like any client.
+//! End-to-end test harness: creates real databases — a fresh SQLite file, and a fresh
+//! PostgreSQL database when `TESSERA_TEST_POSTGRES` names a server — for tests of the store and
+//! engines, and starts a real Tessera server on one and talks to it over HTTP like any client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -26,6 +26,50 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
+/// A fresh, empty database of one backend: an SQLite file in its own temporary directory, or a
+/// new PostgreSQL database on the `TESSERA_TEST_POSTGRES` server. Call `drop_database` when done
+/// (the SQLite directory goes away on drop anyway).
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    _dir: tempfile::TempDir,
+    /// PostgreSQL: the server URL and the database's name.
+    pg: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        use sea_orm::{ConnectionTrait, Database};
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+                TestDatabase { backend, url, _dir: dir, pg: None }
+            }
+            Backend::Postgres => {
+                let server = std::env::var("TESSERA_TEST_POSTGRES").unwrap();
+                let server = server.trim_end_matches('/').to_string();
+                let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(format!("{server}/postgres")).await.expect("connect to PostgreSQL");
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+                admin.close().await.ok();
+                TestDatabase { backend, url: format!("{server}/{name}"), _dir: dir, pg: Some((server, name)) }
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL database (closing whatever connections are still open to it).
+    pub async fn drop_database(mut self) {
+        if let Some((server, name)) = self.pg.take() {
+            use sea_orm::{ConnectionTrait, Database};
+            if let Ok(admin) = Database::connect(format!("{server}/postgres")).await {
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                admin.close().await.ok();
+            }
+        }
+    }
+}
+
 /// A running server with an admin session.
 pub struct TestServer {
     pub backend: Backend,
@@ -33,42 +77,18 @@ pub struct TestServer {
     pub base: String,
     pub token: String,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
-    pg_db: Option<(String, String)>,
+    db: Option<TestDatabase>,
     pub database_url: String,
-}
-
-async fn create_pg_database(server_url: &str) -> (String, String) {
-    use sea_orm::{ConnectionTrait, Database};
-    let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(format!("{}/postgres", server_url.trim_end_matches('/')))
-        .await
-        .expect("connect to PostgreSQL");
-    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
-    admin.close().await.ok();
-    (format!("{}/{name}", server_url.trim_end_matches('/')), name)
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg_db) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("tessera.db").display()), None),
-            Backend::Postgres => {
-                let server = std::env::var("TESSERA_TEST_POSTGRES").unwrap();
-                let (url, name) = create_pg_database(&server).await;
-                (url, Some((server, name)))
-            }
-        };
-        Self::start_on(backend, database_url, dir, pg_db).await
+        Self::start_on(TestDatabase::create(backend).await).await
     }
 
-    async fn start_on(
-        backend: Backend,
-        database_url: String,
-        dir: tempfile::TempDir,
-        pg_db: Option<(String, String)>,
-    ) -> TestServer {
+    async fn start_on(db: TestDatabase) -> TestServer {
+        let backend = db.backend;
+        let database_url = db.url.clone();
         let config = Config {
             database_url: database_url.clone(),
             bind: "127.0.0.1:0".into(),
@@ -85,8 +105,7 @@ impl TestServer {
             base,
             token: String::new(),
             client,
-            _dir: dir,
-            pg_db,
+            db: Some(db),
             database_url,
         };
         t.token = t.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin can log in");
@@ -98,9 +117,8 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        let pg = self.pg_db.take();
-        Self::start_on(self.backend, self.database_url.clone(), dir, pg).await
+        let db = self.db.take().expect("a server owns its database until it stops");
+        Self::start_on(db).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Option<String> {
@@ -182,12 +200,8 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
-        if let Some((server, name)) = self.pg_db.take() {
-            use sea_orm::{ConnectionTrait, Database};
-            if let Ok(admin) = Database::connect(format!("{}/postgres", server.trim_end_matches('/'))).await {
-                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-                admin.close().await.ok();
-            }
+        if let Some(db) = self.db.take() {
+            db.drop_database().await;
         }
     }
 }
