@@ -37,6 +37,38 @@ pub enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
+    /// Records owned by `user`, or with `team` by `user` or anyone reporting to them: the row
+    /// scope of a permission, composed with the caller's own filter.
+    OwnedBy {
+        user: String,
+        team: bool,
+    },
+}
+
+impl Filter {
+    /// Both conditions (either may be absent).
+    pub fn and_maybe(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Filter::And(vec![a, b])),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Every physical column the filter compares on this object (not through lookups).
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out);
+        out
+    }
+
+    fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Filter::Column { column, .. } | Filter::Related { column, .. } => out.push(column),
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.collect_columns(out)),
+            Filter::Not(inner) => inner.collect_columns(out),
+            Filter::OwnedBy { .. } => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

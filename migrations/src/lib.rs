@@ -1,12 +1,13 @@
 //! Migrations of Tessera's own system tables (`sys_*`): the metadata store, users, sessions and
-//! API tokens, the audit log, auto-number sequences and the access engine's policy rules.
-//! Admin-defined objects are never migrated here; the platform derives their DDL from metadata
-//! at run time.
+//! API tokens, roles, role policies (casbin's rules) and field permissions, the manager
+//! hierarchy, the audit log and auto-number sequences. Admin-defined objects are never migrated
+//! here; the platform derives their DDL from metadata at run time.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_system_tables;
 mod m20261125_000001_create_policy_rules;
+mod m20261125_000002_create_access_tables;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_system_tables::Migration),
             Box::new(m20261125_000001_create_policy_rules::Migration),
+            Box::new(m20261125_000002_create_access_tables::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
-//! Authentication: argon2 password hashes, random bearer tokens stored as SHA-256 hashes, and
-//! the first admin account.
+//! Authentication: argon2 password hashes, random bearer tokens stored as SHA-256 hashes,
+//! sign-in throttling and account lockout, and the first admin account.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub enum AuthError {
     BadCredentials,
     #[error("missing or invalid bearer token")]
     Unauthenticated,
+    #[error("too many failed sign-ins; try again later")]
+    Throttled,
     #[error("internal error")]
     Internal,
 }
@@ -78,9 +81,103 @@ pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks credentials and issues a session token; every attempt is audited.
-pub async fn login(store: &Store, email: &str, password: &str) -> Result<String, AuthError> {
+/// Sign-in throttling: an account is locked after `account_failures` failed attempts in a row
+/// (persisted, so every node and a restart see it), and an address that failed
+/// `address_failures` times within `window` is refused until its failures age out.
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    pub account_failures: i32,
+    pub lock_for: chrono::Duration,
+    pub address_failures: usize,
+    pub window: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            account_failures: 5,
+            lock_for: chrono::Duration::minutes(15),
+            address_failures: 20,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Recent failed sign-ins per client address (this node's view).
+pub struct LoginThrottle {
+    limits: LoginLimits,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+/// Addresses tracked at most; the oldest entries go first when an attack spreads over many.
+const THROTTLE_MAX_ADDRESSES: usize = 100_000;
+
+impl LoginThrottle {
+    pub fn new(limits: LoginLimits) -> LoginThrottle {
+        LoginThrottle { limits, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn blocked(&self, addr: IpAddr) -> bool {
+        let Ok(mut map) = self.failures.lock() else { return false };
+        let window = self.limits.window;
+        match map.get_mut(&addr) {
+            Some(q) => {
+                while q.front().is_some_and(|t| t.elapsed() > window) {
+                    q.pop_front();
+                }
+                q.len() >= self.limits.address_failures
+            }
+            None => false,
+        }
+    }
+
+    fn failed(&self, addr: IpAddr) {
+        let Ok(mut map) = self.failures.lock() else { return };
+        if map.len() >= THROTTLE_MAX_ADDRESSES {
+            let window = self.limits.window;
+            map.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= window));
+            if map.len() >= THROTTLE_MAX_ADDRESSES {
+                map.clear();
+            }
+        }
+        let q = map.entry(addr).or_default();
+        q.push_back(Instant::now());
+        if q.len() > self.limits.address_failures {
+            q.pop_front();
+        }
+    }
+}
+
+fn failure_entry(email: &str, addr: IpAddr, action: &str, user: Option<&str>) -> AuditEntry {
+    let entry = AuditEntry::new("auth", action, user)
+        .images(None, Some(serde_json::json!({ "email": email.to_lowercase(), "address": addr.to_string() })));
+    match user {
+        Some(u) => entry.on("user", Some(u)),
+        None => entry,
+    }
+}
+
+/// Checks credentials and issues a session token; every attempt is audited, and repeated
+/// failures lock the account and throttle the address.
+pub async fn login(
+    store: &Store,
+    throttle: &LoginThrottle,
+    email: &str,
+    password: &str,
+    addr: IpAddr,
+) -> Result<String, AuthError> {
+    if throttle.blocked(addr) {
+        store.audit(&[failure_entry(email, addr, "login_throttled", None)]).await?;
+        return Err(AuthError::Throttled);
+    }
     let user = store.find_user_by_email(email).await?;
+    if let Some(u) = &user
+        && u.locked_until.is_some_and(|t| t > chrono::Utc::now())
+    {
+        throttle.failed(addr);
+        store.audit(&[failure_entry(email, addr, "login_locked_out", Some(&u.id))]).await?;
+        return Err(AuthError::Throttled);
+    }
     let ok = match &user {
         Some(u) => u.active && verify_password(password.to_string(), u.password_hash.clone()).await,
         None => {
@@ -89,17 +186,44 @@ pub async fn login(store: &Store, email: &str, password: &str) -> Result<String,
             false
         }
     };
-    let Some(user) = user.filter(|_| ok) else {
-        let entry = AuditEntry::new("auth", "login_failed", None)
-            .images(None, Some(serde_json::json!({ "email": email.to_lowercase() })));
-        store.audit(&[entry]).await?;
-        return Err(AuthError::BadCredentials);
+    let user = match user {
+        Some(u) if ok => u,
+        other => return Err(login_failed(store, throttle, email, addr, other.as_ref().map(|u| u.id.as_str())).await),
     };
+    store.clear_failed_logins(&user.id).await?;
     let (token, hash) = new_token();
     let expires = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
     store.insert_token(&user.id, TokenKind::Session, "login", &hash, Some(expires)).await?;
-    store.audit(&[AuditEntry::new("auth", "login", Some(&user.id))]).await?;
+    store.audit(&[AuditEntry::new("auth", "login", Some(&user.id)).on("user", Some(&user.id))]).await?;
     Ok(token)
+}
+
+/// Records a failed sign-in: audited, counted against the address and the account (which it
+/// may lock).
+async fn login_failed(
+    store: &Store,
+    throttle: &LoginThrottle,
+    email: &str,
+    addr: IpAddr,
+    id: Option<&str>,
+) -> AuthError {
+    throttle.failed(addr);
+    let mut entries = vec![failure_entry(email, addr, "login_failed", id)];
+    if let Some(id) = id {
+        match store.record_failed_login(id, throttle.limits.account_failures, throttle.limits.lock_for).await {
+            Ok(Some(until)) => entries.push(
+                AuditEntry::new("auth", "account_locked", Some(id))
+                    .on("user", Some(id))
+                    .images(None, Some(serde_json::json!({ "lockedUntil": until.to_rfc3339() }))),
+            ),
+            Ok(None) => {}
+            Err(e) => return e.into(),
+        }
+    }
+    match store.audit(&entries).await {
+        Ok(()) => AuthError::BadCredentials,
+        Err(e) => e.into(),
+    }
 }
 
 /// How long a resolved token is trusted without asking the database again.
@@ -146,7 +270,7 @@ pub async fn authenticate(store: &Store, cache: &TokenCache, token: &str) -> Res
         return Ok(caller);
     }
     let user = store.user_for_token(&hash).await?.ok_or(AuthError::Unauthenticated)?;
-    let caller = Caller { user_id: user.id, email: user.email, roles: user.roles };
+    let caller = Caller::new(user.id, user.email, user.roles);
     cache.put(hash, caller.clone());
     Ok(caller)
 }
@@ -176,6 +300,6 @@ pub async fn ensure_admin(
         roles: vec!["admin".into()],
         manager_id: None,
     };
-    store.create_user(&user).await?;
+    store.create_user(&user, None).await?;
     Ok(generated.then_some((email, password)))
 }

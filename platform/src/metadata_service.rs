@@ -6,17 +6,41 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tessera_metadata::{
-    FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry, TypeChange,
+    AccessProfile, FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry, TypeChange,
 };
 use tokio::sync::Mutex;
 
 use crate::graphql::data_schema::{self, Limits};
+use crate::graphql::schema_cache::SchemaCache;
 use crate::store::{MetadataChange, Store, StoreError};
 
-/// One consistent version of metadata and the API generated from it.
+/// One consistent version of metadata and the API generated from it: the full schema (what an
+/// admin sees) and, built on first use, the narrower schema of each other view.
 pub struct Snapshot {
     pub registry: Arc<Registry>,
     pub data_schema: async_graphql::dynamic::Schema,
+    limits: Limits,
+    views: SchemaCache,
+}
+
+impl Snapshot {
+    /// The data schema as a caller with `access` sees it.
+    pub fn schema_for(&self, access: &Arc<AccessProfile>) -> Result<async_graphql::dynamic::Schema, ChangeError> {
+        if access.is_admin() {
+            return Ok(self.data_schema.clone());
+        }
+        self.views
+            .get_or_build(access, || data_schema::build(self.registry.clone(), self.limits.clone(), access))
+            .map_err(|e| {
+                tracing::error!(error = %e, "generated schema of a restricted view is invalid");
+                ChangeError::Internal
+            })
+    }
+
+    /// How many restricted views have a schema built.
+    pub fn cached_views(&self) -> usize {
+        self.views.len()
+    }
 }
 
 /// Failures of a metadata change, each meant for the admin.
@@ -53,11 +77,11 @@ pub struct MetadataService {
 
 fn build_snapshot(registry: Registry, limits: &Limits) -> Result<Snapshot, ChangeError> {
     let registry = Arc::new(registry);
-    let data_schema = data_schema::build(registry.clone(), limits.clone()).map_err(|e| {
+    let data_schema = data_schema::build(registry.clone(), limits.clone(), &AccessProfile::Admin).map_err(|e| {
         tracing::error!(error = %e, "generated schema is invalid");
         ChangeError::Refused(format!("the change would produce an invalid API: {e}"))
     })?;
-    Ok(Snapshot { registry, data_schema })
+    Ok(Snapshot { registry, data_schema, limits: limits.clone(), views: SchemaCache::default() })
 }
 
 impl MetadataService {

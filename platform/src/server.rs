@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::access::AccessService;
 use crate::graphql::data_schema::Limits;
 use crate::graphql::metadata_schema::{self, MetadataSchema};
 use crate::http;
@@ -24,6 +25,7 @@ pub struct Config {
     /// Longest a GraphQL request may run before it is answered with `TIMEOUT`.
     pub request_timeout: std::time::Duration,
     pub limits: Limits,
+    pub login_limits: crate::auth::LoginLimits,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             limits: Limits::default(),
+            login_limits: crate::auth::LoginLimits::default(),
         }
     }
 }
@@ -48,6 +51,8 @@ pub enum StartError {
     Metadata(String),
     #[error("cannot create the first admin")]
     Admin,
+    #[error("cannot load access rules: {0}")]
+    Access(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
 }
@@ -61,7 +66,9 @@ pub struct AppState {
     pub metadata_schema: MetadataSchema,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
-    pub tokens: crate::auth::TokenCache,
+    /// Users, roles, permissions; the cache of resolved tokens lives there too.
+    pub access: Arc<AccessService>,
+    pub login_throttle: crate::auth::LoginThrottle,
 }
 
 /// A server running in the background.
@@ -122,23 +129,27 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Metadata(e.to_string()))?;
     let metadata = Arc::new(metadata);
+    let access = Arc::new(AccessService::load(store.clone()).await.map_err(|e| StartError::Access(e.to_string()))?);
     let state = Arc::new(AppState {
         store: store.clone(),
         records: Arc::new(store.clone()),
-        metadata_schema: metadata_schema::build(metadata.clone(), store.clone()),
+        metadata_schema: metadata_schema::build(metadata.clone(), access.clone(), store.clone()),
         metadata,
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
-        tokens: crate::auth::TokenCache::default(),
+        access,
+        login_throttle: crate::auth::LoginThrottle::new(config.login_limits.clone()),
     });
     let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let router = http::router(state.clone());
-    let watcher = tokio::spawn(watch_metadata(state.metadata.clone()));
+    let watcher = tokio::spawn(watch_changes(state.metadata.clone(), state.access.clone()));
     let maintenance = store.spawn_maintenance();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        // The peer address throttles sign-ins per client.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
         if let Err(e) = serve.await {
@@ -153,15 +164,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer { addr, store, state, stop, task })
 }
 
-/// App nodes are stateless and may share one PostgreSQL database: each polls the metadata
-/// version, so a change made through one node reaches the others within a second.
-async fn watch_metadata(metadata: Arc<MetadataService>) {
+/// App nodes are stateless and may share one PostgreSQL database: each polls the metadata and
+/// access versions, so a change made through one node (a new field, a revoked token, a changed
+/// role) reaches the others within a second.
+async fn watch_changes(metadata: Arc<MetadataService>, access: Arc<AccessService>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(e) = metadata.refresh().await {
             tracing::warn!(error = %e, "metadata refresh failed");
+        }
+        if let Err(e) = access.refresh().await {
+            tracing::warn!(error = %e, "access refresh failed");
         }
     }
 }

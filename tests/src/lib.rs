@@ -196,6 +196,68 @@ impl TestServer {
         }
     }
 
+    /// Runs a data API request as the holder of `token`; returns the whole response.
+    pub async fn data_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert!(status == 200, "/graphql answered {status}: {body}");
+        body
+    }
+
+    /// Like `data_as`, for a request that must succeed; returns `data`.
+    pub async fn data_ok_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let r = self.data_as(token, query, variables).await;
+        assert!(r.get("errors").is_none(), "[{:?}] unexpected errors: {r}", self.backend);
+        r["data"].clone()
+    }
+
+    /// Creates a user through the metadata API and signs them in; returns (id, token).
+    pub async fn user(&self, email: &str, roles: &[&str], manager: Option<&str>) -> (String, String) {
+        let password = "a long enough password";
+        let r = self
+            .meta_ok(
+                "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
+                json!({"i": {"email": email, "password": password, "roles": roles, "manager": manager}}),
+            )
+            .await;
+        let id = r["createUser"]["id"].as_str().unwrap().to_string();
+        let token = self.login(email, password).await.expect("the new user can sign in");
+        (id, token)
+    }
+
+    /// Creates a role through the metadata API.
+    pub async fn role(&self, name: &str) {
+        self.meta_ok("mutation($n: String!) { createRole(input: {name: $n, label: $n}) { name } }", json!({"n": name}))
+            .await;
+    }
+
+    /// Grants a role an object permission, e.g. `grant("rep", "contact", "read create", "OWN")`.
+    pub async fn grant(&self, role: &str, object: &str, actions: &str, scope: &str) {
+        let has = |a: &str| actions.split_whitespace().any(|x| x == a);
+        self.meta_ok(
+            "mutation($r: String!, $o: String!, $i: ObjectPermissionInput!) { setObjectPermission(role: $r, object: $o, input: $i) }",
+            json!({"r": role, "o": object, "i": {"read": has("read"), "create": has("create"), "update": has("update"), "delete": has("delete"), "scope": scope}}),
+        )
+        .await;
+    }
+
+    /// Sets a role's access to one field (`HIDDEN`, `READ`, `EDIT`).
+    pub async fn field_access(&self, role: &str, object: &str, field: &str, access: &str) {
+        self.meta_ok(
+            "mutation($r: String!, $o: String!, $f: String!, $a: FieldAccess) { setFieldPermission(role: $r, object: $o, field: $f, access: $a) }",
+            json!({"r": role, "o": object, "f": field, "a": access}),
+        )
+        .await;
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;

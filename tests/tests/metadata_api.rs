@@ -106,15 +106,12 @@ async fn metadata_api_refuses_missing_tokens_and_non_admins() {
         let r = t.client.post(&url).bearer_auth("not-a-token").json(&body).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);
 
-        let state = &t.server.as_ref().unwrap().state;
-        let user = tessera_platform::store::NewUser {
-            email: "rep@example.com".into(),
-            password_hash: tessera_platform::auth::hash_password("rep password").unwrap(),
-            display_name: "销售".into(),
-            roles: vec!["sales_rep".into()],
-            manager_id: None,
-        };
-        state.store.create_user(&user).await.unwrap();
+        t.meta_ok(r#"mutation { createRole(input: {name: "sales_rep", label: "销售代表"}) { name } }"#, json!({})).await;
+        t.meta_ok(
+            r#"mutation { createUser(input: {email: "rep@example.com", password: "rep password", displayName: "销售", roles: ["sales_rep"]}) { id } }"#,
+            json!({}),
+        )
+        .await;
         let token = t.login("rep@example.com", "rep password").await.expect("a non-admin can log in");
         let r = t.client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 403);

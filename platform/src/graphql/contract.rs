@@ -4,19 +4,31 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tessera_metadata::{FieldIssue, Filter, ObjectDefinition, OrderKey, Registry, Value};
+use tessera_metadata::{ADMIN_ROLE, AccessProfile, FieldIssue, Filter, ObjectDefinition, OrderKey, Registry, Value};
 
-/// Who is calling, resolved from the bearer token.
+/// Who is calling, resolved from the bearer token, and what they may see and do.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
     pub email: String,
     pub roles: Vec<String>,
+    /// The union of the caller's roles; resolved per request against the current metadata.
+    pub access: Arc<AccessProfile>,
 }
 
 impl Caller {
+    /// A caller with no access until `access` is resolved.
+    pub fn new(user_id: String, email: String, roles: Vec<String>) -> Caller {
+        let access = Arc::new(if roles.iter().any(|r| r == ADMIN_ROLE) {
+            AccessProfile::Admin
+        } else {
+            AccessProfile::Restricted(Default::default())
+        });
+        Caller { user_id, email, roles, access }
+    }
+
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        self.roles.iter().any(|r| r == ADMIN_ROLE)
     }
 }
 

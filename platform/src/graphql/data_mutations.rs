@@ -13,7 +13,26 @@ use super::prefetch::prefetch;
 use super::values::InputFields;
 use super::{DataError, Upsert, data_error};
 
-pub(super) fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, mutation: Object) -> Object {
+/// Which mutations of an object the caller may run; only those are generated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Allowed {
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
+}
+
+impl Allowed {
+    pub fn any_write(&self) -> bool {
+        self.create || self.update
+    }
+}
+
+pub(super) fn add_mutations(
+    shared: &Arc<Shared>,
+    object: &Arc<ObjectDefinition>,
+    mut mutation: Object,
+    allowed: Allowed,
+) -> Object {
     let tn = object.type_name();
     let single = tessera_metadata::pascal_case(object.name.as_str());
     let plural = tessera_metadata::pascal_case(object.plural_name.as_str());
@@ -146,14 +165,16 @@ pub(super) fn add_mutations(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>
     })
     .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
 
+    if allowed.create {
+        mutation = mutation.field(create).field(create_many);
+    }
+    if allowed.update {
+        mutation = mutation.field(update).field(update_many);
+    }
+    if allowed.delete {
+        mutation = mutation.field(lifecycle("delete")).field(lifecycle("restore")).field(destroy);
+    }
     mutation
-        .field(create)
-        .field(create_many)
-        .field(update)
-        .field(update_many)
-        .field(lifecycle("delete"))
-        .field(lifecycle("restore"))
-        .field(destroy)
 }
 
 fn parse_upsert(object: &ObjectDefinition, value: &GqlValue) -> Result<Upsert, Error> {

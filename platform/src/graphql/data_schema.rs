@@ -9,9 +9,9 @@ use async_graphql::dynamic::{
     SchemaError, TypeRef,
 };
 use async_graphql::{Error, Value as GqlValue};
-use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, Registry};
+use tessera_metadata::{AccessProfile, Action, FieldAccess, FieldDefinition, FieldType, ObjectDefinition, Registry};
 
-use super::data_mutations::{add_mutations, upsert_type};
+use super::data_mutations::{Allowed, add_mutations, upsert_type};
 use super::filter_input::{object_filter, object_order_by, parse_filter, shared_types};
 use super::prefetch::{Conn, Node, connection_node_parents, list_query, node_columns, prefetch};
 use super::values::{enum_item, output, picklist_enum_name, scalars, system_output};
@@ -62,13 +62,45 @@ pub(super) fn arg_value<'a>(ctx: &'a ResolverContext<'_>, name: &str) -> Option<
     ctx.args.get(name).map(|v| v.as_value()).filter(|v| !matches!(v, GqlValue::Null))
 }
 
-/// Builds the schema of one metadata version.
-pub fn build(registry: Arc<Registry>, limits: Limits) -> Result<Schema, SchemaError> {
+/// The object as a caller sees it: only the fields they may read, and lookups to objects they
+/// may not read reduced to the bare id (no `target`, so no related record or filter). `None`
+/// when they may not read the object at all.
+fn visible(object: &ObjectDefinition, access: &AccessProfile) -> Option<Arc<ObjectDefinition>> {
+    let grant = access.object(object.name.as_str());
+    if !grant.allows(Action::Read) {
+        return None;
+    }
+    let mut view = object.clone();
+    view.fields.retain(|f| grant.field(f.name.as_str()) >= FieldAccess::Read);
+    for f in &mut view.fields {
+        if f.target.as_ref().is_some_and(|t| !access.object(t.as_str()).allows(Action::Read)) {
+            f.target = None;
+        }
+    }
+    Some(Arc::new(view))
+}
+
+/// Builds the schema of one metadata version as a caller with `access` sees it: objects they may
+/// not read, fields they may not read and mutations they may not run are not in it at all.
+/// Resolvers get the full definitions, so defaults and validation of hidden fields still apply.
+pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) -> Result<Schema, SchemaError> {
     let shared = Arc::new(Shared { registry: registry.clone(), limits: limits.clone() });
-    let has_objects = registry.objects().next().is_some();
+    let views: Vec<Arc<ObjectDefinition>> = registry.objects().filter_map(|o| visible(o, access)).collect();
+    let allowed = |o: &ObjectDefinition| {
+        let grant = access.object(o.name.as_str());
+        Allowed {
+            create: grant.allows(Action::Create),
+            update: grant.allows(Action::Update),
+            delete: grant.allows(Action::Delete),
+        }
+    };
+    let has_mutations = views.iter().any(|o| {
+        let a = allowed(o);
+        a.any_write() || a.delete
+    });
     let mut query = Object::new("Query").field(me_field());
     let mut mutation = Object::new("Mutation");
-    let mut schema = Schema::build("Query", has_objects.then_some("Mutation"), None);
+    let mut schema = Schema::build("Query", has_mutations.then_some("Mutation"), None);
     for s in scalars() {
         schema = schema.register(s);
     }
@@ -77,8 +109,9 @@ pub fn build(registry: Arc<Registry>, limits: Limits) -> Result<Schema, SchemaEr
         schema = schema.register(i);
     }
     schema = schema.register(sort).register(page_info_type()).register(me_type());
-    for object in registry.objects() {
-        for t in object_types(&shared, object) {
+    for object in &views {
+        let allowed = allowed(object);
+        for t in object_types(&shared, object, access) {
             schema = schema.register(t);
         }
         for e in picklist_enums(object) {
@@ -87,19 +120,18 @@ pub fn build(registry: Arc<Registry>, limits: Limits) -> Result<Schema, SchemaEr
         for i in object_filter(object) {
             schema = schema.register(i);
         }
-        schema = schema
-            .register(object_order_by(object))
-            .register(input_type(object))
-            .register(field_enum(object))
-            .register(upsert_type(object));
+        schema = schema.register(object_order_by(object));
+        if allowed.any_write() {
+            schema = schema.register(input_type(object)).register(field_enum(object)).register(upsert_type(object));
+        }
         if let Some(e) = group_field_enum(object) {
             schema = schema.register(e);
         }
         query = add_queries(&shared, object, query);
-        mutation = add_mutations(&shared, object, mutation);
+        mutation = add_mutations(&shared, object, mutation, allowed);
     }
     schema = schema.register(query);
-    if has_objects {
+    if has_mutations {
         schema = schema.register(mutation);
     }
     if !limits.introspection {
@@ -204,7 +236,7 @@ fn response_key<'a>(ctx: &'a ResolverContext<'_>) -> &'a str {
 }
 
 /// The record type, its connection and edge, and its aggregate types.
-fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>) -> Vec<Object> {
+fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, access: &AccessProfile) -> Vec<Object> {
     let tn = object.type_name();
     let mut t = Object::new(&tn).description(object.label.clone());
     let system: [(&str, &str, TypeRef); 8] = [
@@ -226,7 +258,6 @@ fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>) -> Vec<Obj
     for f in &object.fields {
         let field = Arc::new(f.clone());
         if f.field_type == FieldType::Lookup {
-            let Some(target) = &f.target else { continue };
             let column = f.column();
             let col = column.clone();
             t = t.field(
@@ -236,6 +267,7 @@ fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>) -> Vec<Obj
                 })
                 .description(format!("Id of {}", f.label)),
             );
+            let Some(target) = &f.target else { continue };
             t = t.field(
                 Field::new(
                     f.graphql_name(),
@@ -262,6 +294,11 @@ fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>) -> Vec<Obj
     }
     for rel in shared.registry.reverse_relations(object.name.as_str()) {
         let Some(source) = shared.registry.object(rel.source.as_str()) else { continue };
+        // The relation is the source's lookup seen from here: it needs both readable.
+        let grant = access.object(source.name.as_str());
+        if !grant.allows(Action::Read) || grant.field(rel.field.as_str()) < FieldAccess::Read {
+            continue;
+        }
         let sn = source.type_name();
         t = t.field(
             Field::new(rel.name.clone(), TypeRef::named_nn(format!("{sn}Connection")), move |ctx| {

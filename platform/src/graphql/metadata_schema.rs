@@ -1,21 +1,31 @@
-//! The metadata API (`POST /graphql/metadata`, admins only): objects, fields and the audit log.
+//! The metadata API (`POST /graphql/metadata`, admins only): objects, fields and the audit log,
+//! merged with users, roles and permissions (`identity_schema`).
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, Enum, InputObject, Json, Object, Schema, SimpleObject};
+use async_graphql::{Context, EmptySubscription, Enum, InputObject, Json, MergedObject, Object, Schema, SimpleObject};
 use tessera_metadata::{
     FieldDefinition, FieldName, FieldType, MetadataError, ObjectDefinition, ObjectName, PicklistOption,
 };
 
+use super::identity_schema::{IdentityMutation, IdentityQuery, access_error};
 use super::{Caller, gql_error};
+use crate::access::AccessService;
 use crate::metadata_service::{ChangeError, MetadataService};
 use crate::store::{AuditEntry, AuditQuery, Store};
 
 pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
 
-pub fn build(service: Arc<MetadataService>, store: Store) -> MetadataSchema {
-    Schema::build(MetaQuery, MetaMutation, EmptySubscription)
+#[derive(MergedObject, Default)]
+pub struct MetaQuery(CatalogQuery, IdentityQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MetaMutation(CatalogMutation, IdentityMutation);
+
+pub fn build(service: Arc<MetadataService>, access: Arc<AccessService>, store: Store) -> MetadataSchema {
+    Schema::build(MetaQuery::default(), MetaMutation::default(), EmptySubscription)
         .data(service)
+        .data(access)
         .data(store)
         .limit_depth(10)
         .limit_complexity(1_000)
@@ -243,10 +253,11 @@ fn actor(ctx: &Context<'_>) -> async_graphql::Result<String> {
     Ok(ctx.data::<Caller>()?.user_id.clone())
 }
 
-pub struct MetaQuery;
+#[derive(Default)]
+pub struct CatalogQuery;
 
 #[Object]
-impl MetaQuery {
+impl CatalogQuery {
     async fn objects(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ObjectGql>> {
         Ok(service(ctx)?.current().registry.objects().cloned().map(ObjectGql).collect())
     }
@@ -350,10 +361,11 @@ fn options(list: Option<Vec<OptionGql>>) -> Vec<PicklistOption> {
         .collect()
 }
 
-pub struct MetaMutation;
+#[derive(Default)]
+pub struct CatalogMutation;
 
 #[Object]
-impl MetaMutation {
+impl CatalogMutation {
     async fn create_object(&self, ctx: &Context<'_>, input: CreateObjectInput) -> async_graphql::Result<ObjectGql> {
         let object = ObjectDefinition {
             name: ObjectName::new(&input.name).map_err(invalid)?,
@@ -393,6 +405,7 @@ impl MetaMutation {
     /// Deletes an object with all its records.
     async fn delete_object(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
         service(ctx)?.delete_object(&actor(ctx)?, &name).await.map_err(change_error)?;
+        ctx.data::<Arc<AccessService>>()?.forget_object(&name).await.map_err(access_error)?;
         Ok(true)
     }
 

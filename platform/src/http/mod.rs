@@ -1,20 +1,21 @@
 //! The HTTP surface: health, login, and the two GraphQL endpoints. Handlers stay thin: they
 //! authenticate, hand the request to a schema, and shape errors the way the API promises.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::{ErrorExtensionValues, Response};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::auth::{self, AuthError};
-use crate::graphql::Caller;
 use crate::graphql::data_schema::DataContext;
+use crate::graphql::{Caller, explain_forbidden};
 use crate::server::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -45,18 +46,26 @@ struct LoginRequest {
     password: String,
 }
 
-async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> impl IntoResponse {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> impl IntoResponse {
     let Ok(req) = serde_json::from_slice::<LoginRequest>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
             Json(error_body("BAD_USER_INPUT", "expected JSON {\"email\", \"password\"}")),
         );
     };
-    match auth::login(&state.store, &req.email, &req.password).await {
+    match auth::login(&state.store, &state.login_throttle, &req.email, &req.password, peer.ip()).await {
         Ok(token) => (StatusCode::OK, Json(json!({ "token": token }))),
         Err(AuthError::BadCredentials) => {
             (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "wrong email or password")))
         }
+        Err(AuthError::Throttled) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(error_body("UNAUTHENTICATED", "too many failed sign-ins; try again later")),
+        ),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))),
     }
 }
@@ -71,7 +80,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (Status
     let unauthenticated =
         || (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "missing or invalid bearer token")));
     let Some(token) = token else { return Err(unauthenticated()) };
-    match auth::authenticate(&state.store, &state.tokens, token).await {
+    match auth::authenticate(&state.store, &state.access.tokens, token).await {
         Ok(c) => Ok(c),
         Err(AuthError::Internal) => {
             Err((StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))))
@@ -104,7 +113,7 @@ fn with_codes(mut response: Response) -> serde_json::Value {
 }
 
 async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let caller = match caller(&state, &headers).await {
+    let mut caller = match caller(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -114,9 +123,21 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     // One snapshot for the whole request: a metadata change meanwhile does not affect it.
     let snapshot = state.metadata.current();
+    caller.access = state.access.profile(&caller.roles, &snapshot.registry).await;
+    let Ok(schema) = snapshot.schema_for(&caller.access) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error")));
+    };
+    let access = caller.access.clone();
+    // Kept to explain validation errors caused by the caller's narrower schema.
+    let query = if access.is_admin() { String::new() } else { request.query.clone() };
     let request = request.data(DataContext { caller, store: state.records.clone() });
-    match tokio::time::timeout(state.request_timeout, snapshot.data_schema.execute(request)).await {
-        Ok(response) => (StatusCode::OK, Json(with_codes(response))),
+    match tokio::time::timeout(state.request_timeout, schema.execute(request)).await {
+        Ok(mut response) => {
+            if !response.errors.is_empty() {
+                explain_forbidden(&mut response, &query, &snapshot.registry, &access);
+            }
+            (StatusCode::OK, Json(with_codes(response)))
+        }
         Err(_) => (StatusCode::OK, Json(error_body("TIMEOUT", "the request took too long and was cancelled"))),
     }
 }

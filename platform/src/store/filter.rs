@@ -80,6 +80,18 @@ pub fn condition(filter: &Filter) -> Condition {
             parts.iter().fold(Condition::any(), |c, f| c.add(condition(f)))
         }
         Filter::Not(inner) => condition(inner).not(),
+        Filter::OwnedBy { user, team: false } => Condition::all().add(Expr::col("owner_id").eq(user.clone())),
+        // The closure table lists every (manager, report) pair at any depth, the user included
+        // as their own ancestor: one indexed lookup whatever the depth of the hierarchy.
+        Filter::OwnedBy { user, team: true } => Condition::all().add(
+            Expr::col("owner_id").in_subquery(
+                Query::select()
+                    .column("descendant_id")
+                    .from("sys_user_closure")
+                    .and_where(Expr::col("ancestor_id").eq(user.clone()))
+                    .to_owned(),
+            ),
+        ),
     }
 }
 

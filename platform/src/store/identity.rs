@@ -1,30 +1,23 @@
-//! Users, their roles, and session / API tokens (stored as hashes only).
+//! Session and API tokens (stored as hashes only) and the user a token belongs to.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use sea_query::{Expr, ExprTrait, Func, Query};
+use sea_query::{Expr, ExprTrait, Query};
 
+use super::audit::{AuditEntry, append};
+use super::codec::{Storage, decode};
+use super::policy_rules::bump_access_version;
+use super::users::UserRow;
 use super::{Store, StoreResult};
 
-/// A user to create; the password is already hashed.
+/// An API token as listed: never its secret.
 #[derive(Debug, Clone)]
-pub struct NewUser {
-    pub email: String,
-    pub password_hash: String,
-    pub display_name: String,
-    pub roles: Vec<String>,
-    pub manager_id: Option<String>,
-}
-
-/// A stored user with their roles.
-#[derive(Debug, Clone)]
-pub struct UserRow {
+pub struct TokenRow {
     pub id: String,
-    pub email: String,
-    pub password_hash: String,
-    pub display_name: String,
-    pub active: bool,
-    pub roles: Vec<String>,
+    pub user_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,98 +36,6 @@ impl TokenKind {
 }
 
 impl Store {
-    pub async fn count_users(&self) -> StoreResult<i64> {
-        let row =
-            self.db.query_one(&Query::select().expr(Func::count(Expr::col("id"))).from("sys_users").to_owned()).await?;
-        Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
-    }
-
-    pub async fn create_user(&self, user: &NewUser) -> StoreResult<String> {
-        let _guard = self.write_guard().await;
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = Utc::now();
-        let txn = self.db.begin().await?;
-        txn.execute(
-            &Query::insert()
-                .into_table("sys_users")
-                .columns([
-                    "id",
-                    "email",
-                    "password_hash",
-                    "display_name",
-                    "active",
-                    "manager_id",
-                    "created_at",
-                    "updated_at",
-                ])
-                .values(
-                    [
-                        id.clone().into(),
-                        user.email.to_lowercase().into(),
-                        user.password_hash.clone().into(),
-                        user.display_name.clone().into(),
-                        true.into(),
-                        sea_query::Value::String(user.manager_id.clone()),
-                        now.into(),
-                        now.into(),
-                    ]
-                    .map(Expr::val),
-                )?
-                .to_owned(),
-        )
-        .await?;
-        for role in &user.roles {
-            txn.execute(
-                &Query::insert()
-                    .into_table("sys_user_roles")
-                    .columns(["user_id", "role"])
-                    .values([id.clone().into(), role.clone().into()])?
-                    .to_owned(),
-            )
-            .await?;
-        }
-        txn.commit().await?;
-        Ok(id)
-    }
-
-    async fn roles_of(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        let rows = self
-            .db
-            .query_all(
-                &Query::select()
-                    .column("role")
-                    .from("sys_user_roles")
-                    .and_where(Expr::col("user_id").eq(user_id))
-                    .order_by("role", sea_query::Order::Asc)
-                    .to_owned(),
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get_by_index::<String>(0)?)).collect()
-    }
-
-    pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
-        let row = self
-            .db
-            .query_one(
-                &Query::select()
-                    .columns(["id", "email", "password_hash", "display_name", "active"])
-                    .from("sys_users")
-                    .and_where(Expr::col("email").eq(email.to_lowercase()))
-                    .to_owned(),
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get_by_index(0)?;
-        Ok(Some(UserRow {
-            roles: self.roles_of(&id).await?,
-            id,
-            email: row.try_get_by_index(1)?,
-            password_hash: row.try_get_by_index(2)?,
-            display_name: row.try_get_by_index(3)?,
-            active: row.try_get_by_index(4)?,
-        }))
-    }
-
     pub async fn insert_token(
         &self,
         user_id: &str,
@@ -176,8 +77,6 @@ impl Store {
             .query_one(
                 &Query::select()
                     .column(("u", "id"))
-                    .column(("u", "email"))
-                    .column(("u", "display_name"))
                     .from_as("sys_tokens", "t")
                     .join_as(
                         sea_query::JoinType::InnerJoin,
@@ -194,13 +93,62 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let id: String = row.try_get_by_index(0)?;
-        Ok(Some(UserRow {
-            roles: self.roles_of(&id).await?,
-            id,
-            email: row.try_get_by_index(1)?,
-            password_hash: String::new(),
-            display_name: row.try_get_by_index(2)?,
-            active: true,
-        }))
+        self.get_user(&id).await
+    }
+
+    /// A user's API tokens (never their secrets), newest first.
+    pub async fn api_tokens(&self, user_id: &str) -> StoreResult<Vec<TokenRow>> {
+        let rows = self
+            .db
+            .query_all(
+                &Query::select()
+                    .columns(["id", "user_id", "name", "created_at", "revoked_at"])
+                    .from("sys_tokens")
+                    .and_where(Expr::col("user_id").eq(user_id))
+                    .and_where(Expr::col("kind").eq(TokenKind::Api.as_str()))
+                    .order_by("id", sea_query::Order::Desc)
+                    .to_owned(),
+            )
+            .await?;
+        let time = |row: &sea_orm::QueryResult, i: usize, name: &str| -> StoreResult<Option<DateTime<Utc>>> {
+            Ok(match decode(row, i, Storage::DateTime, self.backend, name)? {
+                tessera_metadata::Value::DateTime(d) => Some(d),
+                _ => None,
+            })
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(TokenRow {
+                id: row.try_get_by_index(0)?,
+                user_id: row.try_get_by_index(1)?,
+                name: row.try_get_by_index(2)?,
+                created_at: time(row, 3, "created_at")?.unwrap_or_else(Utc::now),
+                revoked_at: time(row, 4, "revoked_at")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Revokes one token; returns its owner, or `None` when there is no such live token.
+    pub async fn revoke_token(&self, token_id: &str, audit: AuditEntry) -> StoreResult<Option<String>> {
+        let _guard = self.write_guard().await;
+        let txn = self.db.begin().await?;
+        let row = txn
+            .query_one(
+                &Query::update()
+                    .table("sys_tokens")
+                    .value("revoked_at", Utc::now())
+                    .and_where(Expr::col("id").eq(token_id))
+                    .and_where(Expr::col("revoked_at").is_null())
+                    .returning_col("user_id")
+                    .to_owned(),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user: String = row.try_get_by_index(0)?;
+        bump_access_version(&txn).await?;
+        append(&txn, &[audit.on("user", Some(&user))]).await?;
+        txn.commit().await?;
+        Ok(Some(user))
     }
 }

@@ -7,11 +7,14 @@ mod audit;
 mod catalog;
 mod codec;
 mod ddl;
+mod enforce;
 mod filter;
 mod identity;
 mod policy_rules;
 mod reads;
 mod record_store;
+mod roles;
+mod users;
 mod validation;
 mod writes;
 
@@ -25,8 +28,10 @@ use tokio::sync::Mutex;
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
-pub use identity::{NewUser, TokenKind, UserRow};
+pub use identity::{TokenKind, TokenRow};
 pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
+pub use roles::RoleRow;
+pub use users::{NewUser, UserChange, UserRow};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
 /// else is logged once and reported as an internal error.

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sea_orm::{ConnectionTrait, QueryResult};
 use sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, WindowStatement};
-use tessera_metadata::{ObjectDefinition, OrderKey, Value, format_decimal};
+use tessera_metadata::{Filter, ObjectDefinition, OrderKey, Value, format_decimal};
 
 use super::codec::{Storage, decode};
 use super::filter::{after, apply_order, condition, full_order, in_text_list};
@@ -72,17 +72,21 @@ impl Store {
         q
     }
 
-    /// One record by id; deleted records only when `include_deleted`.
+    /// One record by id within `scope`; deleted records only when `include_deleted`.
     pub async fn read_one(
         &self,
         object: &ObjectDefinition,
         id: &str,
         columns: &[String],
         include_deleted: bool,
+        scope: Option<&Filter>,
     ) -> StoreResult<Option<Record>> {
         let cols = read_columns(object, columns);
         let mut q = Self::base_select(object, &cols);
         q.and_where(Expr::col("id").eq(id));
+        if let Some(f) = scope {
+            q.cond_where(condition(f));
+        }
         if !include_deleted {
             q.and_where(live());
         }
@@ -92,12 +96,13 @@ impl Store {
         }
     }
 
-    /// Live records by id.
+    /// Live records by id within `scope`.
     pub async fn read_many(
         &self,
         object: &ObjectDefinition,
         ids: &[String],
         columns: &[String],
+        scope: Option<&Filter>,
     ) -> StoreResult<Vec<Record>> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -107,6 +112,9 @@ impl Store {
         for chunk in ids.chunks(1000) {
             let mut q = Self::base_select(object, &cols);
             q.and_where(in_text_list("id", chunk, self.backend)).and_where(live());
+            if let Some(f) = scope {
+                q.cond_where(condition(f));
+            }
             for row in self.db.query_all(&q).await? {
                 out.push(self.decode_record(&row, &cols)?);
             }

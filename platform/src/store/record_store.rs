@@ -1,11 +1,12 @@
-//! The store as the data API's `RecordStore`.
+//! The store as the data API's `RecordStore`: every call is bounded by the caller's access
+//! (`enforce`) before it reaches SQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tessera_metadata::{Filter, ObjectDefinition, Registry};
+use tessera_metadata::{Action, Filter, ObjectDefinition, Registry};
 
-use super::Store;
+use super::{Store, enforce};
 use crate::graphql::{
     AggregateQuery, AggregateRow, Caller, DataResult, ListQuery, Page, Record, RecordInput, RecordStore, Upsert,
 };
@@ -15,50 +16,79 @@ fn page_limit(query: &ListQuery) -> u64 {
     query.page.first.or(query.page.last).unwrap_or(20)
 }
 
+/// A list query as the caller may run it: scoped filter, readable sort keys and columns.
+fn scoped_list(caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<ListQuery> {
+    enforce::check_order(caller, object, &query.order)?;
+    Ok(ListQuery {
+        filter: enforce::read_filter(caller, object, query.filter.as_ref())?,
+        order: query.order.clone(),
+        page: query.page.clone(),
+        columns: enforce::readable_columns(caller, object, &query.columns),
+        with_total: query.with_total,
+    })
+}
+
 #[async_trait::async_trait]
 impl RecordStore for Store {
     async fn get(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         object: &ObjectDefinition,
         id: &str,
         columns: &[String],
     ) -> DataResult<Option<Record>> {
-        Ok(self.read_one(object, id, columns, false).await?)
+        let scope = enforce::rows(caller, object.name.as_str(), Action::Read)?;
+        let columns = enforce::readable_columns(caller, object, columns);
+        Ok(self.read_one(object, id, &columns, false, scope.as_ref()).await?)
     }
 
-    async fn list(&self, _caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<Page> {
-        Ok(self.read_page(object, query, page_limit(query)).await?)
+    async fn list(&self, caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<Page> {
+        let query = scoped_list(caller, object, query)?;
+        Ok(self.read_page(object, &query, page_limit(&query)).await?)
     }
 
     async fn load_many(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         object: &ObjectDefinition,
         ids: &[String],
         columns: &[String],
     ) -> DataResult<Vec<Record>> {
-        Ok(self.read_many(object, ids, columns).await?)
+        // A lookup to a record the caller may not see resolves to nothing, not to an error.
+        let Ok(scope) = enforce::rows(caller, object.name.as_str(), Action::Read) else { return Ok(Vec::new()) };
+        let columns = enforce::readable_columns(caller, object, columns);
+        Ok(self.read_many(object, ids, &columns, scope.as_ref()).await?)
     }
 
     async fn load_related(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         object: &ObjectDefinition,
         column: &str,
         parents: &[String],
         query: &ListQuery,
     ) -> DataResult<HashMap<String, Page>> {
-        Ok(self.read_related(object, column, parents, query, page_limit(query)).await?)
+        enforce::require_readable(caller, object, column)?;
+        let query = scoped_list(caller, object, query)?;
+        Ok(self.read_related(object, column, parents, &query, page_limit(&query)).await?)
     }
 
     async fn aggregate(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         object: &ObjectDefinition,
         query: &AggregateQuery,
     ) -> DataResult<Vec<AggregateRow>> {
-        Ok(self.read_aggregate(object, query).await?)
+        for column in query.group_by.iter().chain(query.aggregates.iter().map(|(_, c)| c)) {
+            enforce::require_readable(caller, object, column)?;
+        }
+        let query = AggregateQuery {
+            filter: enforce::read_filter(caller, object, query.filter.as_ref())?,
+            group_by: query.group_by.clone(),
+            aggregates: query.aggregates.clone(),
+            limit: query.limit,
+        };
+        Ok(self.read_aggregate(object, &query).await?)
     }
 
     async fn create(

@@ -6,13 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Expr, ExprTrait, Query};
-use tessera_metadata::{FieldIssue, FieldType, IssueCode, ObjectDefinition, Registry, Value};
+use tessera_metadata::{Action, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value};
 
-use super::Store;
 use super::codec::{storage, to_sql};
-use super::filter::in_text_list;
+use super::filter::{condition, in_text_list};
 use super::writes::Row;
-use crate::graphql::{DataResult, RecordInput};
+use super::{Store, enforce};
+use crate::graphql::{Caller, DataResult, RecordInput};
 
 /// Coerces the given input fields; `Err` collects every issue of this record.
 pub(super) fn coerce_input(
@@ -92,6 +92,7 @@ impl Store {
     pub(super) async fn check_references(
         &self,
         txn: &DatabaseTransaction,
+        caller: &Caller,
         registry: &Registry,
         object: &ObjectDefinition,
         rows: &[(usize, &Row)],
@@ -110,8 +111,14 @@ impl Store {
             if ids.is_empty() {
                 continue;
             }
-            let found =
-                self.existing_ids(txn, &target.table(), ids.iter().map(|s| s.to_string()).collect(), true).await?;
+            // A record the caller may not see is reported exactly like a missing one.
+            let found = match enforce::rows(caller, target.name.as_str(), Action::Read) {
+                Ok(scope) => {
+                    let ids = ids.iter().map(|s| s.to_string()).collect();
+                    self.existing_ids(txn, &target.table(), ids, Some(scope.as_ref())).await?
+                }
+                Err(_) => HashSet::new(),
+            };
             for (index, r) in rows {
                 if let Some(Value::Text(id)) = r.get(&column)
                     && !found.contains(id)
@@ -135,7 +142,7 @@ impl Store {
             })
             .collect();
         if !owners.is_empty() {
-            let found = self.existing_ids(txn, "sys_users", owners.into_iter().collect(), false).await?;
+            let found = self.existing_ids(txn, "sys_users", owners.into_iter().collect(), None).await?;
             for (index, r) in rows {
                 if let Some(Value::Text(id)) = r.get("owner_id")
                     && !found.contains(id)
@@ -154,14 +161,17 @@ impl Store {
         txn: &DatabaseTransaction,
         table: &str,
         ids: Vec<String>,
-        live_only: bool,
+        live_within: Option<Option<&Filter>>,
     ) -> DataResult<HashSet<String>> {
         let mut found = HashSet::new();
         for chunk in ids.chunks(1000) {
             let mut q = Query::select();
             q.column("id").from(table.to_string()).and_where(in_text_list("id", chunk, self.backend));
-            if live_only {
+            if let Some(scope) = live_within {
                 q.and_where(Expr::col("deleted_at").is_null());
+                if let Some(f) = scope {
+                    q.cond_where(condition(f));
+                }
             }
             for row in txn.query_all(&q).await? {
                 found.insert(row.try_get_by_index::<String>(0)?);

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use sea_query::{Expr, ExprTrait, Query};
-use tessera_metadata::{FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value};
+use tessera_metadata::{
+    Action, FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value,
+};
 
 use super::audit::{AuditEntry, append};
 use super::codec::{Storage, storage, to_sql};
 use super::filter::condition;
 use super::reads::{SYSTEM_COLUMNS, read_columns};
 use super::validation::coerce_input;
-use super::{Store, StoreError};
+use super::{Store, StoreError, enforce};
 use crate::graphql::{Caller, DataError, DataResult, Record, RecordInput, Upsert};
 
 /// Most records one `updateMany` may touch.
@@ -162,13 +164,20 @@ impl Store {
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
+        enforce::require(caller, object, Action::Create)?;
         let conflict_field = match &upsert {
             Some(u) => Some(upsert_field(object, u)?),
+            None => None,
+        };
+        // An upsert updates the records it matches, so it matches only those the caller may update.
+        let update_scope = match &upsert {
+            Some(_) => enforce::rows(caller, object.name.as_str(), Action::Update)?,
             None => None,
         };
         let mut rows: Vec<Row> = Vec::with_capacity(inputs.len());
         let mut issues = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
+            issues.extend(enforce::write_issues(caller, object, i, input));
             match coerce_input(object, i, input, true) {
                 Ok(r) => rows.push(r),
                 Err(mut e) => {
@@ -201,6 +210,9 @@ impl Store {
                     .from(object.table())
                     .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
                     .and_where(Expr::col("deleted_at").is_null());
+                if let Some(f) = &update_scope {
+                    q.cond_where(condition(f));
+                }
                 if self.backend == DbBackend::Postgres {
                     q.lock(sea_query::LockType::Update);
                 }
@@ -222,7 +234,7 @@ impl Store {
         let inserting: Vec<(usize, &Row)> =
             rows.iter().enumerate().filter(|(i, _)| !existing.contains_key(i)).collect();
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
-        let mut issues = self.check_references(&txn, registry, object, &all).await?;
+        let mut issues = self.check_references(&txn, caller, registry, object, &all).await?;
         let exclude: HashSet<String> = existing.values().map(|r| r.id.clone()).collect();
         issues.extend(self.check_unique(&txn, object, &all, &exclude).await?);
         if !issues.is_empty() {
@@ -354,6 +366,7 @@ impl Store {
         object: &ObjectDefinition,
         id: &str,
         deleted: Option<bool>,
+        scope: Option<&Filter>,
     ) -> DataResult<Option<Record>> {
         let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
         let read = read_columns(object, &cols);
@@ -367,6 +380,9 @@ impl Store {
                 q.and_where(Expr::col("deleted_at").is_null());
             }
             None => {}
+        }
+        if let Some(f) = scope {
+            q.cond_where(condition(f));
         }
         if self.backend == DbBackend::Postgres {
             q.lock(sea_query::LockType::Update);
@@ -386,12 +402,16 @@ impl Store {
         input: RecordInput,
         expected_version: Option<i64>,
     ) -> DataResult<Record> {
-        let patch = coerce_input(object, 0, &input, false).map_err(DataError::invalid_fields)?;
+        let scope = enforce::rows(caller, object.name.as_str(), Action::Update)?;
+        let patch = checked_patch(caller, object, &input)?;
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
-        let current = self.lock_record(&txn, object, id, Some(false)).await?.ok_or_else(|| not_found(object, id))?;
+        let current = self
+            .lock_record(&txn, object, id, Some(false), scope.as_ref())
+            .await?
+            .ok_or_else(|| not_found(object, id))?;
         let rows = [(0usize, &patch)];
-        let mut issues = self.check_references(&txn, registry, object, &rows).await?;
+        let mut issues = self.check_references(&txn, caller, registry, object, &rows).await?;
         issues.extend(self.check_unique(&txn, object, &rows, &HashSet::from([id.to_string()])).await?);
         if !issues.is_empty() {
             return Err(issue_error(issues));
@@ -411,7 +431,11 @@ impl Store {
         filter: Option<Filter>,
         input: RecordInput,
     ) -> DataResult<Vec<Record>> {
-        let patch = coerce_input(object, 0, &input, false).map_err(DataError::invalid_fields)?;
+        let filter = Filter::and_maybe(
+            filter.map(|f| enforce::scope_related(caller, object, f)).transpose()?,
+            enforce::rows(caller, object.name.as_str(), Action::Update)?,
+        );
+        let patch = checked_patch(caller, object, &input)?;
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
@@ -438,7 +462,7 @@ impl Store {
             current.push(self.decode_record(row, &read)?);
         }
         let check = [(0usize, &patch)];
-        let mut issues = self.check_references(&txn, registry, object, &check).await?;
+        let mut issues = self.check_references(&txn, caller, registry, object, &check).await?;
         let ids: HashSet<String> = current.iter().map(|r| r.id.clone()).collect();
         issues.extend(self.check_unique(&txn, object, &check, &ids).await?);
         for f in object.fields.iter().filter(|f| f.unique) {
@@ -471,9 +495,13 @@ impl Store {
         id: &str,
         delete: bool,
     ) -> DataResult<Record> {
+        let scope = enforce::rows(caller, object.name.as_str(), Action::Delete)?;
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
-        let current = self.lock_record(&txn, object, id, Some(!delete)).await?.ok_or_else(|| not_found(object, id))?;
+        let current = self
+            .lock_record(&txn, object, id, Some(!delete), scope.as_ref())
+            .await?
+            .ok_or_else(|| not_found(object, id))?;
         let version = match current.get("version") {
             Value::Int(v) => *v,
             _ => 0,
@@ -511,9 +539,11 @@ impl Store {
         object: &ObjectDefinition,
         id: &str,
     ) -> DataResult<String> {
+        let scope = enforce::rows(caller, object.name.as_str(), Action::Delete)?;
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
-        let current = self.lock_record(&txn, object, id, None).await?.ok_or_else(|| not_found(object, id))?;
+        let current =
+            self.lock_record(&txn, object, id, None, scope.as_ref()).await?.ok_or_else(|| not_found(object, id))?;
         for rel in registry.reverse_relations(object.name.as_str()) {
             let Some(source) = registry.object(rel.source.as_str()) else { continue };
             txn.execute(
@@ -536,6 +566,19 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(id.to_string())
+    }
+}
+
+/// The coerced patch of an update, refused per field where the caller may not edit.
+fn checked_patch(caller: &Caller, object: &ObjectDefinition, input: &RecordInput) -> DataResult<Row> {
+    let mut issues = enforce::write_issues(caller, object, 0, input);
+    match coerce_input(object, 0, input, false) {
+        Ok(patch) if issues.is_empty() => Ok(patch),
+        Ok(_) => Err(DataError::invalid_fields(issues)),
+        Err(mut more) => {
+            issues.append(&mut more);
+            Err(DataError::invalid_fields(issues))
+        }
     }
 }
 
