@@ -106,7 +106,8 @@ async fn metadata_api_refuses_missing_tokens_and_non_admins() {
         let r = t.client.post(&url).bearer_auth("not-a-token").json(&body).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);
 
-        t.meta_ok(r#"mutation { createRole(input: {name: "sales_rep", label: "销售代表"}) { name } }"#, json!({})).await;
+        t.meta_ok(r#"mutation { createRole(input: {name: "sales_rep", label: "销售代表"}) { name } }"#, json!({}))
+            .await;
         t.meta_ok(
             r#"mutation { createUser(input: {email: "rep@example.com", password: "rep password", displayName: "销售", roles: ["sales_rep"]}) { id } }"#,
             json!({}),
