@@ -38,10 +38,12 @@ pub enum Filter {
     Or(Vec<Filter>),
     Not(Box<Filter>),
     /// Records owned by `user`, or with `team` by `user` or anyone reporting to them: the row
-    /// scope of a permission, composed with the caller's own filter.
+    /// scope of a permission, composed with the caller's own filter. `broad` says the team owns
+    /// a large share of all records, so reading them by owner would cost more than a scan.
     OwnedBy {
         user: String,
         team: bool,
+        broad: bool,
     },
 }
 

@@ -270,7 +270,8 @@ pub async fn authenticate(store: &Store, cache: &TokenCache, token: &str) -> Res
         return Ok(caller);
     }
     let user = store.user_for_token(&hash).await?.ok_or(AuthError::Unauthenticated)?;
-    let caller = Caller::new(user.id, user.email, user.roles);
+    let team_share = store.team_share(&user.id).await?;
+    let caller = Caller { team_share, ..Caller::new(user.id, user.email, user.roles) };
     cache.put(hash, caller.clone());
     Ok(caller)
 }

@@ -11,7 +11,11 @@
 //!   aliased mutations of 500, the batch cap);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
 //! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`) and mapped
-//!   file pages (`RssFile`: the binary and the SQLite file, which is read through a memory map).
+//!   file pages (`RssFile`: the binary and the SQLite file, which is read through a memory map);
+//! - (g) the list query of (a) as a user whose role reads contacts with scope `TEAM`, at the top
+//!   of a hierarchy of `--users` (1,000) users who own the contacts round-robin (a 20-level chain
+//!   with a 3-ary tree below it), beside the admin's throughput measured in alternating rounds,
+//!   and as a manager in the middle of the tree.
 //!
 //! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
 //! and count completed requests; filter values go round-robin over the 50 values.
@@ -62,6 +66,9 @@ struct Args {
     /// Load requests in flight during the bulk insert.
     #[arg(long, default_value_t = 2)]
     load_concurrency: usize,
+    /// Users in the manager hierarchy that owns the contacts (for the TEAM-scope figure).
+    #[arg(long, default_value_t = 1_000)]
+    users: usize,
 }
 
 #[rustfmt::skip]
@@ -304,8 +311,64 @@ async fn create_batch(api: &Api, plural: &str, input: &str, mut rows: Vec<Json>)
     Ok(ids)
 }
 
-/// Loads accounts and contacts; returns a sample of contact ids and the contact insert rows/s.
-async fn load(api: &Api, args: &Args) -> BoxResult<(Vec<String>, f64)> {
+/// Levels of the chain at the top of the bench hierarchy; below it each manager has 3 reports.
+const CHAIN: usize = 20;
+
+/// The manager of user `i` in the bench hierarchy.
+fn manager_of(i: usize) -> Option<usize> {
+    match i {
+        0 => None,
+        i if i < CHAIN => Some(i - 1),
+        i => Some(CHAIN - 1 + (i - CHAIN) / 3),
+    }
+}
+
+fn depth_of(i: usize) -> usize {
+    manager_of(i).map_or(0, |m| depth_of(m) + 1)
+}
+
+/// Creates a role reading contacts with scope `TEAM` (accounts with `ALL`) and `n` users holding
+/// it in a hierarchy, level by level; returns their ids.
+async fn create_hierarchy(api: &Api, n: usize, password: &str) -> BoxResult<Vec<String>> {
+    api.meta(r#"mutation { createRole(input: {name: "sales_manager", label: "Sales manager"}) { name } }"#).await?;
+    api.meta(r#"mutation { setObjectPermission(role: "sales_manager", object: "contact", input: {read: true, scope: TEAM}) }"#)
+        .await?;
+    api.meta(r#"mutation { setObjectPermission(role: "sales_manager", object: "account", input: {read: true, scope: ALL}) }"#)
+        .await?;
+    let mut ids: Vec<Option<String>> = vec![None; n];
+    let max_depth = (0..n).map(depth_of).max().unwrap_or(0);
+    for depth in 0..=max_depth {
+        let level: Vec<usize> = (0..n).filter(|i| depth_of(*i) == depth).collect();
+        let managers: Vec<(usize, Option<String>)> =
+            level.iter().map(|&i| (i, manager_of(i).and_then(|m| ids[m].clone()))).collect();
+        let requests = managers.into_iter().map(|(i, manager)| {
+            let (api, password) = (api.clone(), password.to_string());
+            async move {
+                let q = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }";
+                let input = json!({"email": format!("user{i}@example.com"), "password": password,
+                                   "roles": ["sales_manager"], "manager": manager});
+                let data = api.post("/graphql/metadata", q, json!({"i": input})).await?;
+                let id = data["createUser"]["id"].as_str().ok_or("createUser answered without an id")?.to_string();
+                BoxResult::Ok((i, id))
+            }
+        });
+        let mut created = futures::stream::iter(requests).buffer_unordered(4);
+        while let Some(r) = created.next().await {
+            let (i, id) = r?;
+            ids[i] = Some(id);
+        }
+    }
+    Ok(ids.into_iter().flatten().collect())
+}
+
+/// Users below `i` in the bench hierarchy, `i` included.
+fn team_size(i: usize, n: usize) -> usize {
+    1 + (0..n).filter(|&j| manager_of(j) == Some(i)).map(|j| team_size(j, n)).sum::<usize>()
+}
+
+/// Loads accounts and contacts (owned round-robin by `owners`, when there are any); returns a
+/// sample of contact ids and the contact insert rows/s.
+async fn load(api: &Api, args: &Args, owners: &[String]) -> BoxResult<(Vec<String>, f64)> {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut account_ids = Vec::with_capacity(args.accounts);
     for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(1000) {
@@ -324,7 +387,7 @@ async fn load(api: &Api, args: &Args) -> BoxResult<(Vec<String>, f64)> {
         let rows: Vec<Json> = (from..(from + 1000).min(args.contacts))
             .map(|i| {
                 let (first, last) = (rng.pick(&FIRST_NAMES), rng.pick(&LAST_NAMES));
-                json!({
+                let mut row = json!({
                     "firstName": first,
                     "lastName": last,
                     "email": format!("{}.{}.{i}@example.com", first.to_lowercase(), last.to_lowercase()),
@@ -335,7 +398,11 @@ async fn load(api: &Api, args: &Args) -> BoxResult<(Vec<String>, f64)> {
                     "score": rng.below(100),
                     "lifetimeValue": format!("{}.{:02}", rng.below(100_000), rng.below(100)),
                     "status": rng.pick(&STATUSES),
-                })
+                });
+                if let Some(owner) = owners.get(i % owners.len().max(1)) {
+                    row["owner"] = json!(owner);
+                }
+                row
             })
             .collect();
         let api = api.clone();
@@ -445,8 +512,11 @@ async fn run(args: Args) -> BoxResult<()> {
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
 
     create_schema(&api).await?;
+    eprintln!("creating a hierarchy of {} users…", args.users);
+    let user_password = format!("bench user {}", uuid::Uuid::new_v4());
+    let users = create_hierarchy(&api, args.users, &user_password).await?;
     eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
-    let (contact_ids, insert_rate) = load(&api, &args).await?;
+    let (contact_ids, insert_rate) = load(&api, &args, &users).await?;
     let rss = proc_status_mib(server.pid, "VmRSS:");
     let rss_anon = proc_status_mib(server.pid, "RssAnon:");
     let rss_file = proc_status_mib(server.pid, "RssFile:");
@@ -478,6 +548,28 @@ async fn run(args: Args) -> BoxResult<()> {
     // (b) get by id over the sampled ids; (c) group-by count by city.
     let get = gql_load(&api, secs, conc, GET_BY_ID, move |n| json!({"id": contact_ids[n % contact_ids.len()]})).await;
     let group = gql_load(&api, secs, conc, GROUP_BY_CITY, |_| json!({})).await;
+    // (g) the same list as TEAM-scoped managers: the top one sees every contact, as the admin
+    // does, so both answer the same pages; rounds alternate to even out drift.
+    let base = format!("http://{}", server.addr);
+    let top = Api::login(base.clone(), "user0@example.com", &user_password).await?;
+    let mid_index = CHAIN + 1;
+    let mid = Api::login(base, &format!("user{mid_index}@example.com"), &user_password).await?;
+    for city in CITIES.iter().take(3) {
+        let (a, t) =
+            (api.data(LIST_BY_CITY, json!({"v": city})).await?, top.data(LIST_BY_CITY, json!({"v": city})).await?);
+        if a != t {
+            return Err(format!("{city}: the top manager and the admin see different pages").into());
+        }
+    }
+    let by_city = |n: usize| json!({"v": CITIES[n % CITIES.len()]});
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        rounds.push((
+            gql_load(&api, secs, conc, LIST_BY_CITY, by_city).await,
+            gql_load(&top, secs, conc, LIST_BY_CITY, by_city).await,
+        ));
+    }
+    let team_mid = gql_load(&mid, secs, conc, LIST_BY_CITY, by_city).await;
     // (e) add a field.
     let add_field = add_field_latency(&api).await?;
 
@@ -499,6 +591,12 @@ async fn run(args: Args) -> BoxResult<()> {
         _ => rss.map_or("n/a".into(), |m| format!("{m:.1} MB")),
     };
     let rss_verdict = rss.map_or("n/a".into(), |m| verdict(Some(m <= 100.0), &[]));
+    let admin_rate: f64 = rounds.iter().map(|(a, _)| a.rate()).sum::<f64>() / rounds.len() as f64;
+    let team_rate: f64 = rounds.iter().map(|(_, t)| t.rate()).sum::<f64>() / rounds.len() as f64;
+    let team_ratio = team_rate / admin_rate.max(f64::MIN_POSITIVE);
+    let round_stats: Vec<&Stats> = rounds.iter().flat_map(|(a, t)| [a, t]).collect();
+    let team_verdict = verdict(Some(team_ratio >= 0.85), &round_stats);
+    let (top_team, mid_team) = (team_size(0, args.users), team_size(mid_index, args.users));
     let rows = [
         ("(a) list, city eq (unindexed), GraphQL", list_api.summary(), "—", verdict(None, &[&list_api])),
         ("(a) same page, raw SQL (2 statements)", list_raw.summary(), "—", verdict(None, &[&list_raw])),
@@ -509,6 +607,20 @@ async fn run(args: Args) -> BoxResult<()> {
         ("(d) bulk insert, 1,000 rows/request", format!("{insert_rate:.0} rows/s"), "≥ 30,000 rows/s", insert_verdict),
         ("(e) add field until queryable", format!("{ms:.1} ms"), "≤ 100 ms", verdict(Some(ms <= 100.0), &[])),
         ("(f) server RSS after the load", rss_text, "≤ 100 MB", rss_verdict),
+        ("(g) list as admin, alternating rounds", format!("{admin_rate:.0} req/s"), "—", verdict(None, &round_stats)),
+        (
+            "(g) same list, TEAM scope, top of the hierarchy",
+            format!("{team_rate:.0} req/s ({top_team} users in team)"),
+            "—",
+            verdict(None, &round_stats),
+        ),
+        ("(g) TEAM / admin throughput", format!("{:.0}%", team_ratio * 100.0), "≥ 85%", team_verdict),
+        (
+            "(g) same list, TEAM scope, mid-level manager",
+            format!("{} ({mid_team} users in team)", team_mid.summary()),
+            "—",
+            verdict(None, &[&team_mid]),
+        ),
     ];
     for (figure, measured, target, result) in rows {
         println!("| {figure} | {measured} | {target} | {result} |");
@@ -517,7 +629,8 @@ async fn run(args: Args) -> BoxResult<()> {
         println!("\nServer peak RSS over the whole run: {peak:.1} MB.");
     }
     let all = [("list/city", &list_api), ("raw SQL", &list_raw), ("list/region", &list_indexed), ("get", &get)];
-    for (name, s) in all.into_iter().chain([("group-by", &group)]) {
+    let team = rounds.iter().map(|(_, t)| ("TEAM list", t));
+    for (name, s) in all.into_iter().chain([("group-by", &group), ("mid-level TEAM list", &team_mid)]).chain(team) {
         if let Some(e) = &s.first_error {
             println!("\n{name}: {} failed requests; first: {e}", s.errors);
         }

@@ -2,7 +2,6 @@
 //! snapshot and bounded, so a thousand users with the same roles share one schema and a change
 //! of metadata (a new snapshot, a new cache) never serves a stale one.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::dynamic::{Schema, SchemaError};
@@ -18,8 +17,30 @@ pub struct SchemaCache {
 
 #[derive(Default)]
 struct Entries {
-    schemas: HashMap<Arc<AccessProfile>, (Schema, u64)>,
+    /// (view, its schema, last use). Few entries, so a scan beats hashing a whole profile on
+    /// every request.
+    views: Vec<(Arc<AccessProfile>, Schema, u64)>,
     tick: u64,
+}
+
+impl Entries {
+    /// The entry of this view: by pointer first (the access service hands out one `Arc` per
+    /// profile), then by content, adopting the new `Arc` so the next lookup is by pointer.
+    fn find(&mut self, access: &Arc<AccessProfile>) -> Option<Schema> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = match self.views.iter().position(|(a, ..)| Arc::ptr_eq(a, access)) {
+            Some(i) => &mut self.views[i],
+            None => {
+                let i = self.views.iter().position(|(a, ..)| **a == **access)?;
+                let entry = &mut self.views[i];
+                entry.0 = access.clone();
+                entry
+            }
+        };
+        entry.2 = tick;
+        Some(entry.1.clone())
+    }
 }
 
 impl SchemaCache {
@@ -30,29 +51,28 @@ impl SchemaCache {
         access: &Arc<AccessProfile>,
         build: impl FnOnce() -> Result<Schema, SchemaError>,
     ) -> Result<Schema, SchemaError> {
-        if let Ok(mut e) = self.entries.lock() {
-            e.tick += 1;
-            let tick = e.tick;
-            if let Some((schema, used)) = e.schemas.get_mut(access) {
-                *used = tick;
-                return Ok(schema.clone());
-            }
+        if let Some(schema) = self.entries.lock().ok().and_then(|mut e| e.find(access)) {
+            return Ok(schema);
         }
         let schema = build()?;
         if let Ok(mut e) = self.entries.lock() {
-            if e.schemas.len() >= CAPACITY
-                && let Some(oldest) = e.schemas.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+            // Another request may have built the same view meanwhile: keep one.
+            if let Some(existing) = e.find(access) {
+                return Ok(existing);
+            }
+            if e.views.len() >= CAPACITY
+                && let Some(oldest) = e.views.iter().enumerate().min_by_key(|(_, v)| v.2).map(|(i, _)| i)
             {
-                e.schemas.remove(&oldest);
+                e.views.swap_remove(oldest);
             }
             let tick = e.tick;
-            e.schemas.insert(access.clone(), (schema.clone(), tick));
+            e.views.push((access.clone(), schema.clone(), tick));
         }
         Ok(schema)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.schemas.len()).unwrap_or(0)
+        self.entries.lock().map(|e| e.views.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -80,18 +80,22 @@ pub fn condition(filter: &Filter) -> Condition {
             parts.iter().fold(Condition::any(), |c, f| c.add(condition(f)))
         }
         Filter::Not(inner) => condition(inner).not(),
-        Filter::OwnedBy { user, team: false } => Condition::all().add(Expr::col("owner_id").eq(user.clone())),
+        Filter::OwnedBy { user, team: false, .. } => Condition::all().add(Expr::col("owner_id").eq(user.clone())),
         // The closure table lists every (manager, report) pair at any depth, the user included
         // as their own ancestor: one indexed lookup whatever the depth of the hierarchy.
-        Filter::OwnedBy { user, team: true } => Condition::all().add(
-            Expr::col("owner_id").in_subquery(
-                Query::select()
-                    .column("descendant_id")
-                    .from("sys_user_closure")
-                    .and_where(Expr::col("ancestor_id").eq(user.clone()))
-                    .to_owned(),
-            ),
-        ),
+        Filter::OwnedBy { user, team: true, broad } => {
+            let team = Query::select()
+                .column("descendant_id")
+                .from("sys_user_closure")
+                .and_where(Expr::col("ancestor_id").eq(user.clone()))
+                .to_owned();
+            // A large team owns most records: fetching them owner by owner through the owner
+            // index (which SQLite picks, not knowing the team's size) is far slower than
+            // checking each scanned row against the team. `owner_id || ''` is the same value
+            // but no index column, so the planner scans or uses the caller's own filters.
+            let owner = if *broad { Expr::cust("\"owner_id\" || ''") } else { Expr::col("owner_id") };
+            Condition::all().add(owner.in_subquery(team))
+        }
     }
 }
 
@@ -223,5 +227,37 @@ mod in_list_tests {
         let (sql, values) = q.build(sea_query::SqliteQueryBuilder);
         assert_eq!(sql, r#"SELECT "id" FROM "t" WHERE "id" IN (SELECT value FROM json_each(?))"#);
         assert_eq!(values.0, vec![sea_query::Value::String(Some(r#"["a"]"#.into()))]);
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use sea_query::{Query, SqliteQueryBuilder};
+    use tessera_metadata::Filter;
+
+    fn sql(filter: &Filter) -> String {
+        Query::select()
+            .column("id")
+            .from("t")
+            .cond_where(super::condition(filter))
+            .to_owned()
+            .to_string(SqliteQueryBuilder)
+    }
+
+    #[test]
+    fn compiles_row_scopes_through_the_hierarchy() {
+        let own = Filter::OwnedBy { user: "u".into(), team: false, broad: false };
+        assert_eq!(sql(&own), r#"SELECT "id" FROM "t" WHERE "owner_id" = 'u'"#);
+        let team = Filter::OwnedBy { user: "u".into(), team: true, broad: false };
+        assert_eq!(
+            sql(&team),
+            r#"SELECT "id" FROM "t" WHERE "owner_id" IN (SELECT "descendant_id" FROM "sys_user_closure" WHERE "ancestor_id" = 'u')"#
+        );
+        // A broad team is checked row by row instead of driving an owner-index lookup.
+        let broad = Filter::OwnedBy { user: "u".into(), team: true, broad: true };
+        assert_eq!(
+            sql(&broad),
+            r#"SELECT "id" FROM "t" WHERE ("owner_id" || '') IN (SELECT "descendant_id" FROM "sys_user_closure" WHERE "ancestor_id" = 'u')"#
+        );
     }
 }

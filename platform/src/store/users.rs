@@ -51,6 +51,19 @@ const USER_COLUMNS: [&str; 7] =
     ["id", "email", "password_hash", "display_name", "active", "manager_id", "locked_until"];
 
 impl Store {
+    /// The share of all users who are `id` or report to them, directly or not.
+    pub async fn team_share(&self, id: &str) -> StoreResult<f32> {
+        let team = Query::select()
+            .expr(Func::count(Expr::col("descendant_id")))
+            .from("sys_user_closure")
+            .and_where(Expr::col("ancestor_id").eq(id))
+            .to_owned();
+        let row = self.db.query_one(&team).await?;
+        let team: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(1);
+        let all = std::cmp::max(self.count_users().await?, 1);
+        Ok(team as f32 / all as f32)
+    }
+
     pub async fn count_users(&self) -> StoreResult<i64> {
         let row =
             self.db.query_one(&Query::select().expr(Func::count(Expr::col("id"))).from("sys_users").to_owned()).await?;
