@@ -178,21 +178,25 @@ impl AccessService {
 
     /// Follows changes made by another node sharing the database. Returns whether it reloaded.
     pub async fn refresh(&self) -> Result<bool, AccessError> {
-        let stored = self.store.stored_access_version().await?;
-        if stored == self.version.load(Ordering::Acquire) {
+        if self.store.stored_access_version().await? == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }
-        self.policy.reload().await?;
-        self.invalidate().await?;
-        self.version.store(stored, Ordering::Release);
+        self.reload().await?;
         Ok(true)
     }
 
-    async fn changed(&self) -> Result<(), AccessError> {
+    /// Reloads every rule and drops every cache. The version is read first, so what is loaded
+    /// is at least that version even when another node changes rules meanwhile.
+    async fn reload(&self) -> Result<(), AccessError> {
+        let stored = self.store.stored_access_version().await?;
+        self.policy.reload().await?;
         self.invalidate().await?;
-        // What we just wrote is already loaded; other nodes see the bumped version themselves.
-        self.version.store(self.store.stored_access_version().await?, Ordering::Release);
+        self.version.store(stored, Ordering::Release);
         Ok(())
+    }
+
+    async fn changed(&self) -> Result<(), AccessError> {
+        self.reload().await
     }
 
     fn audit(actor: &str, action: &str, after: serde_json::Value) -> AuditEntry {
