@@ -53,7 +53,7 @@ impl Store {
         let _guard = self.write_guard().await;
         let id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         txn.execute(
             &Query::insert()
                 .into_table("sys_users")
@@ -145,7 +145,7 @@ impl Store {
     ) -> StoreResult<String> {
         let _guard = self.write_guard().await;
         let id = uuid::Uuid::now_v7().to_string();
-        self.db
+        self.writer
             .execute(
                 &Query::insert()
                     .into_table("sys_tokens")
