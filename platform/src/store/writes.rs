@@ -86,6 +86,46 @@ fn image(object: &ObjectDefinition, values: &Row, only: Option<&HashSet<String>>
     serde_json::Value::Object(map)
 }
 
+/// `INSERT INTO table (columns) VALUES (…), (…)` with `values` row after row, written directly
+/// rather than through sea-query's expression tree: batches bind thousands of values, and this
+/// builds the text once and moves each value into the statement once.
+///
+/// On SQLite it is `INSERT OR FAIL`: with the default `ABORT`, a multi-row insert inside a
+/// transaction must first copy every page it touches into a statement journal so that a failing
+/// row can undo the rows before it; `FAIL` keeps those rows instead, which changes nothing here
+/// because every caller runs it inside a transaction that is rolled back on any error.
+pub(super) fn insert_many<C: AsRef<str>>(
+    backend: DbBackend,
+    table: &str,
+    columns: &[C],
+    values: Vec<sea_query::Value>,
+) -> sea_orm::Statement {
+    use std::fmt::Write;
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut sql = String::with_capacity(64 + values.len() * 5);
+    sql.push_str(if backend == DbBackend::Sqlite { "INSERT OR FAIL INTO " } else { "INSERT INTO " });
+    sql.push_str(&quote(table));
+    sql.push_str(" (");
+    sql.push_str(&columns.iter().map(|c| quote(c.as_ref())).collect::<Vec<_>>().join(", "));
+    sql.push_str(") VALUES ");
+    let width = columns.len().max(1);
+    for i in 0..values.len() {
+        sql.push_str(match (i % width == 0, i == 0) {
+            (true, true) => "(",
+            (true, false) => "), (",
+            (false, _) => ", ",
+        });
+        match backend {
+            DbBackend::Postgres => {
+                let _ = write!(sql, "${}", i + 1);
+            }
+            _ => sql.push('?'),
+        }
+    }
+    sql.push(')');
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
 impl Store {
     /// Reserves `n` consecutive numbers of an auto-number field inside the transaction, so a
     /// rollback gives them back: no gaps, no duplicates.
@@ -133,23 +173,19 @@ impl Store {
             .collect();
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
         for chunk in rows.chunks(per_statement) {
-            let mut insert = Query::insert();
-            insert.into_table(object.table()).columns(columns.clone());
+            let mut values = Vec::with_capacity(chunk.len() * columns.len());
             for row in chunk {
-                let values: Vec<sea_query::Expr> = columns
-                    .iter()
-                    .zip(&storages)
-                    .map(|(c, st)| Expr::val(to_sql(row.get(c).unwrap_or(&Value::Null), *st)))
-                    .collect();
-                insert.values(values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                values.extend(
+                    columns.iter().zip(&storages).map(|(c, st)| to_sql(row.get(c).unwrap_or(&Value::Null), *st)),
+                );
             }
-            txn.execute(&insert).await?;
+            txn.execute_raw(insert_many(self.backend, &object.table(), &columns, values)).await?;
         }
         Ok(())
     }
 
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
-        Ok(self.db.begin().await?)
+        Ok(self.writer.begin().await?)
     }
 
     /// Creates records (all or nothing); with `upsert`, inputs matching an existing record on
@@ -274,7 +310,7 @@ impl Store {
             let updated = self.apply_update(&txn, caller, object, rec, patch, None, &mut audit).await?;
             out[i] = Some(updated);
         }
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(out.into_iter().flatten().collect())
     }
@@ -398,7 +434,7 @@ impl Store {
         }
         let mut audit = Vec::new();
         let record = self.apply_update(&txn, caller, object, current, patch, expected_version, &mut audit).await?;
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(record)
     }
@@ -458,7 +494,7 @@ impl Store {
         for rec in current {
             out.push(self.apply_update(&txn, caller, object, rec, patch.clone(), None, &mut audit).await?);
         }
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(out)
     }
@@ -492,8 +528,8 @@ impl Store {
         )
         .await?;
         let action = if delete { "delete" } else { "restore" };
-        append(&txn, &[AuditEntry::new("record", action, Some(&caller.user_id)).on(object.name.as_str(), Some(id))])
-            .await?;
+        let entry = AuditEntry::new("record", action, Some(&caller.user_id)).on(object.name.as_str(), Some(id));
+        append(&txn, &[entry], self.backend).await?;
         txn.commit().await?;
         let mut values = current.values;
         values.insert("deleted_at".into(), deleted_at);
@@ -532,6 +568,7 @@ impl Store {
             &[AuditEntry::new("record", "destroy", Some(&caller.user_id))
                 .on(object.name.as_str(), Some(id))
                 .images(Some(before), None)],
+            self.backend,
         )
         .await?;
         txn.commit().await?;
