@@ -216,6 +216,22 @@ impl Store {
         if !issues.is_empty() {
             return Err(DataError::invalid_fields(issues));
         }
+        // New records get their ids, system columns and (when no auto number has to be filled
+        // in under the lock) audit images before the writer lock is taken, so that little but
+        // the database's own work is serialised. Inputs that an upsert turns into updates
+        // drop theirs. Audit entries themselves are made under the lock, so their ids follow
+        // the order of commits.
+        let now = now();
+        let auto_numbers: Vec<&FieldDefinition> =
+            object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
+        let prepared: Vec<(String, Row, Option<serde_json::Value>)> = rows
+            .iter()
+            .map(|input| {
+                let (id, row) = new_row(caller, input, now);
+                let after = auto_numbers.is_empty().then(|| image(object, &row, None));
+                (id, row, after)
+            })
+            .collect();
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
@@ -255,8 +271,6 @@ impl Store {
                 }
             }
         }
-        let inserting: Vec<(usize, &Row)> =
-            rows.iter().enumerate().filter(|(i, _)| !existing.contains_key(i)).collect();
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
         let mut issues = self.check_references(&txn, registry, object, &all).await?;
         let exclude: HashSet<String> = existing.values().map(|r| r.id.clone()).collect();
@@ -270,36 +284,26 @@ impl Store {
                 DataError::invalid_fields(issues)
             });
         }
-        let now = now();
-        let mut numbers: HashMap<String, i64> = HashMap::new();
-        for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
-            let start = self.reserve_numbers(&txn, object, f, inserting.len() as i64).await?;
-            numbers.insert(f.column(), start);
+        let inserting = rows.len() - existing.len();
+        let mut numbers: Vec<(&FieldDefinition, i64)> = Vec::with_capacity(auto_numbers.len());
+        for f in auto_numbers {
+            numbers.push((f, self.reserve_numbers(&txn, object, f, inserting as i64).await?));
         }
-        let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting.len());
+        let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting);
         let mut out: Vec<Option<Record>> = vec![None; rows.len()];
         let mut audit = Vec::with_capacity(rows.len());
-        for (n, (i, input)) in inserting.iter().enumerate() {
-            let mut row: Row = (*input).clone();
-            let id = uuid::Uuid::now_v7().to_string();
-            row.insert("id".into(), Value::Text(id.clone()));
-            row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));
-            row.insert("created_at".into(), Value::DateTime(now));
-            row.insert("updated_at".into(), Value::DateTime(now));
-            row.insert("created_by".into(), Value::Text(caller.user_id.clone()));
-            row.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
-            row.insert("version".into(), Value::Int(1));
-            row.insert("deleted_at".into(), Value::Null);
-            for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
-                let start = numbers.get(&f.column()).copied().unwrap_or(1);
+        let new = prepared.into_iter().enumerate().filter(|(i, _)| !existing.contains_key(i));
+        for (n, (i, (id, mut row, after))) in new.enumerate() {
+            for (f, start) in &numbers {
                 row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
             }
+            let after = after.unwrap_or_else(|| image(object, &row, None));
             audit.push(
                 AuditEntry::new("record", "create", Some(&caller.user_id))
                     .on(object.name.as_str(), Some(&id))
-                    .images(None, Some(image(object, &row, None))),
+                    .images(None, Some(after)),
             );
-            new_rows.push((*i, id, row));
+            new_rows.push((i, id, row));
         }
         self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
         for (i, id, values) in new_rows {
@@ -574,6 +578,21 @@ impl Store {
         txn.commit().await?;
         Ok(id.to_string())
     }
+}
+
+/// A new record's row: the validated input plus its id and system columns.
+fn new_row(caller: &Caller, input: &Row, now: DateTime<Utc>) -> (String, Row) {
+    let mut row: Row = input.clone();
+    let id = uuid::Uuid::now_v7().to_string();
+    row.insert("id".into(), Value::Text(id.clone()));
+    row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));
+    row.insert("created_at".into(), Value::DateTime(now));
+    row.insert("updated_at".into(), Value::DateTime(now));
+    row.insert("created_by".into(), Value::Text(caller.user_id.clone()));
+    row.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
+    row.insert("version".into(), Value::Int(1));
+    row.insert("deleted_at".into(), Value::Null);
+    (id, row)
 }
 
 fn not_found(object: &ObjectDefinition, id: &str) -> DataError {
