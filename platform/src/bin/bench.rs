@@ -10,8 +10,9 @@
 //! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
 //!   aliased mutations of 500, the batch cap);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
-//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`) and mapped
-//!   file pages (`RssFile`: the binary and the SQLite file, which is read through a memory map).
+//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
+//!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
+//!   and the database file if a connection maps it with `mmap_size`).
 //!
 //! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
 //! and count completed requests; filter values go round-robin over the 50 values.
