@@ -10,8 +10,9 @@
 //! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
 //!   aliased mutations of 500, the batch cap);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
-//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`) and mapped
-//!   file pages (`RssFile`: the binary and the SQLite file, which is read through a memory map);
+//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
+//!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
+//!   and the database file if a connection maps it with `mmap_size`).
 //! - (g) the list query of (a) as a user whose role reads contacts with scope `TEAM`, at the top
 //!   of a hierarchy of `--users` (1,000) users who own the contacts round-robin (a 20-level chain
 //!   with a 3-ary tree below it), beside the admin's throughput measured in alternating rounds,

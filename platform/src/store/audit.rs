@@ -1,12 +1,13 @@
 //! The append-only audit log of metadata changes, record writes and sign-in events.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
 use sea_query::{Expr, ExprTrait, Order, Query};
 
 use super::{
     Store, StoreResult,
     codec::{Storage, decode},
+    writes::insert_many,
 };
 
 /// One audit entry.
@@ -67,30 +68,27 @@ pub struct AuditQuery {
 const COLUMNS: [&str; 9] =
     ["id", "at", "actor_id", "category", "action", "object", "record_id", "before_image", "after_image"];
 
-/// Appends entries, many rows per statement.
-pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry]) -> StoreResult<()> {
+/// Appends entries, many rows per statement. Runs inside the caller's transaction, which must
+/// be rolled back if this fails (see `insert_many`).
+pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry], backend: DbBackend) -> StoreResult<()> {
     // 9 parameters per row keeps a chunk well under SQLite's variable limit.
     for chunk in entries.chunks(500) {
-        let mut insert = Query::insert();
-        insert.into_table("sys_audit").columns(COLUMNS);
+        let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
         for e in chunk {
             let image = |v: &Option<serde_json::Value>| sea_query::Value::String(v.as_ref().map(|j| j.to_string()));
-            insert.values(
-                [
-                    e.id.clone().into(),
-                    e.at.into(),
-                    sea_query::Value::String(e.actor_id.clone()),
-                    e.category.clone().into(),
-                    e.action.clone().into(),
-                    sea_query::Value::String(e.object.clone()),
-                    sea_query::Value::String(e.record_id.clone()),
-                    image(&e.before),
-                    image(&e.after),
-                ]
-                .map(Expr::val),
-            )?;
+            values.extend([
+                e.id.clone().into(),
+                e.at.into(),
+                sea_query::Value::String(e.actor_id.clone()),
+                e.category.clone().into(),
+                e.action.clone().into(),
+                sea_query::Value::String(e.object.clone()),
+                sea_query::Value::String(e.record_id.clone()),
+                image(&e.before),
+                image(&e.after),
+            ]);
         }
-        conn.execute(&insert).await?;
+        conn.execute_raw(insert_many(backend, "sys_audit", &COLUMNS, values)).await?;
     }
     Ok(())
 }
@@ -99,7 +97,10 @@ impl Store {
     /// Appends entries outside any other write (sign-in events).
     pub async fn audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        append(&self.db, entries).await
+        let txn = self.writer.begin().await?;
+        append(&txn, entries, self.backend).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// Reads the audit log, newest first.

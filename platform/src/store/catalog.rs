@@ -152,7 +152,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<i64> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let current = self.metadata_version(&txn).await?;
         if current != expected_version {
             return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));
@@ -205,7 +205,7 @@ impl Store {
         let entry = AuditEntry::new("metadata", change.action(), Some(actor))
             .on(object.name.as_str(), None)
             .images(before, after);
-        append(&txn, &[entry]).await?;
+        append(&txn, &[entry], self.backend).await?;
         txn.commit().await?;
         self.schema_changed();
         Ok(next)

@@ -46,7 +46,7 @@ impl Store {
     ) -> StoreResult<String> {
         let _guard = self.write_guard().await;
         let id = uuid::Uuid::now_v7().to_string();
-        self.db
+        self.writer
             .execute(
                 &Query::insert()
                     .into_table("sys_tokens")
@@ -132,7 +132,7 @@ impl Store {
     /// Revokes one token; returns its owner, or `None` when there is no such live token.
     pub async fn revoke_token(&self, token_id: &str, audit: AuditEntry) -> StoreResult<Option<String>> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let row = txn
             .query_one(
                 &Query::update()
@@ -147,7 +147,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let user: String = row.try_get_by_index(0)?;
         bump_access_version(&txn).await?;
-        append(&txn, &[audit.on("user", Some(&user))]).await?;
+        append(&txn, &[audit.on("user", Some(&user))], self.backend).await?;
         txn.commit().await?;
         Ok(Some(user))
     }

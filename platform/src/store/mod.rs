@@ -57,6 +57,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where write transactions run: a dedicated connection on SQLite, the pool on PostgreSQL.
+    writer: DatabaseConnection,
     backend: DbBackend,
     /// SQLite allows one writer; queueing writers here avoids lock-upgrade failures of
     /// deferred transactions. PostgreSQL writers run concurrently.
@@ -82,6 +84,57 @@ impl SchemaEpoch {
     }
 }
 
+/// Pooled SQLite connections for reads (two cores here; more connections would only hold
+/// more page caches).
+const READER_CONNECTIONS: u32 = 3;
+/// Page cache of each reader connection, in KiB.
+const READER_CACHE_KIB: u32 = 8192;
+/// Page cache of the writer connection, in KiB: room for the pages a 500-row batch dirties
+/// (so they are not spilled to the log mid-transaction) and the index pages it keeps revisiting.
+const WRITER_CACHE_KIB: u32 = 8192;
+
+/// Opens an SQLite pool of `connections` connections with a `cache_kib` page cache each.
+async fn connect_sqlite(
+    url: &str,
+    connections: u32,
+    cache_kib: u32,
+    statement_timeout: Duration,
+    statements: &Arc<AtomicU64>,
+) -> StoreResult<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_string());
+    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
+    options.max_connections(connections).min_connections(1).map_sqlx_sqlite_opts(move |o| {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        o.create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(statement_timeout)
+            .foreign_keys(true)
+            // Pages are read into each connection's page cache, not through a memory map: a
+            // mapped page counts towards the server's resident memory once per connection that
+            // touched it, so a map lets memory grow with the database file times the pool size,
+            // while page caches are bounded (the kernel still caches the file for every reader).
+            .pragma("mmap_size", "0")
+            .pragma("cache_size", format!("-{cache_kib}"))
+            .pragma("temp_store", "memory")
+            // Checkpoints run in the background (`spawn_maintenance`), not inside the commit
+            // of whichever write crosses the threshold; this high threshold is only a safety net.
+            .pragma("wal_autocheckpoint", "16384")
+            // `like`, `startsWith` and `endsWith` are case-sensitive, as on PostgreSQL.
+            .pragma("case_sensitive_like", "ON")
+    });
+    let mut db = Database::connect(options).await?;
+    count_statements(&mut db, statements);
+    Ok(db)
+}
+
+fn count_statements(db: &mut DatabaseConnection, statements: &Arc<AtomicU64>) {
+    let counter = statements.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+}
+
 impl Store {
     /// Connects (creating an SQLite file if needed) and brings the system tables up to date.
     pub async fn connect(url: &str) -> StoreResult<Store> {
@@ -94,49 +147,34 @@ impl Store {
         };
         let statement_timeout = Duration::from_secs(30);
         let schema = Arc::new(SchemaEpoch { start: Instant::now(), changed_nanos: AtomicU64::new(0) });
-        let mut options = ConnectOptions::new(url.to_string());
-        options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
-        match backend {
+        let statements = Arc::new(AtomicU64::new(0));
+        let (db, writer) = match backend {
             DbBackend::Sqlite => {
-                options.max_connections(4).min_connections(1).map_sqlx_sqlite_opts(move |o| {
-                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                    o.create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(statement_timeout)
-                        .foreign_keys(true)
-                        // Reads go through a shared memory map of the file (one copy in the OS page
-                        // cache for every connection); the private page cache mostly holds the
-                        // pages a write transaction dirties, and 8 MiB keeps a 500-row batch from
-                        // spilling them to the log mid-transaction.
-                        .pragma("mmap_size", "1073741824")
-                        .pragma("cache_size", "-8192")
-                        .pragma("temp_store", "memory")
-                        // Checkpoints run in the background (`spawn_maintenance`), not inside
-                        // the commit of whichever write crosses the threshold; this high
-                        // threshold is only a safety net.
-                        .pragma("wal_autocheckpoint", "16384")
-                        // `like`, `startsWith` and `endsWith` are case-sensitive, as on PostgreSQL.
-                        .pragma("case_sensitive_like", "ON")
-                });
+                // Readers share a small pool; every write transaction goes through one
+                // connection of its own (SQLite has one writer anyway), whose page cache then
+                // stays valid from one write to the next instead of being discarded whenever
+                // another pooled connection wrote in between.
+                let db =
+                    connect_sqlite(url, READER_CONNECTIONS, READER_CACHE_KIB, statement_timeout, &statements).await?;
+                let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, statement_timeout, &statements).await?;
+                (db, writer)
             }
             _ => {
+                let mut options = ConnectOptions::new(url.to_string());
+                options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
                 let epoch = schema.clone();
                 options.max_connections(16).min_connections(1).statement_timeout(statement_timeout);
                 options.map_sqlx_postgres_before_acquire(move |_, meta| {
                     let current = epoch.connection_is_current(meta.age);
                     Box::pin(async move { Ok(current) })
                 });
+                let mut db = Database::connect(options).await?;
+                count_statements(&mut db, &statements);
+                (db.clone(), db)
             }
-        }
-        let mut db = Database::connect(options).await?;
-        let statements = Arc::new(AtomicU64::new(0));
-        let counter = statements.clone();
-        db.set_metric_callback(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        };
         Migrator::up(&db, None).await?;
-        Ok(Store { db, backend, write_lock: std::sync::Arc::new(Mutex::new(())), schema, statements })
+        Ok(Store { db, writer, backend, write_lock: std::sync::Arc::new(Mutex::new(())), schema, statements })
     }
 
     /// Records that table layouts changed (here or on another node): pooled connections opened

@@ -133,7 +133,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let effect = match write_change(&txn, change).await {
             Ok(effect) => effect,
             Err(e) => {

@@ -44,7 +44,7 @@ impl Store {
 
     pub async fn create_role(&self, role: &RoleRow, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let exists = txn
             .query_one(
                 &Query::select()
@@ -75,14 +75,14 @@ impl Store {
                 .to_owned(),
         )
         .await?;
-        append(&txn, &[audit]).await?;
+        append(&txn, &[audit], self.backend).await?;
         txn.commit().await?;
         Ok(())
     }
 
     pub async fn update_role(&self, role: &RoleRow, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let result = txn
             .execute(
                 &Query::update()
@@ -97,7 +97,7 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StoreError::Refused(format!("no role named `{}`", role.name)));
         }
-        append(&txn, &[audit]).await?;
+        append(&txn, &[audit], self.backend).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -105,7 +105,7 @@ impl Store {
     /// Deletes a role, taking it from every user and dropping its field permissions.
     pub async fn delete_role(&self, name: &str, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         for (table, column) in [("sys_user_roles", "role"), ("sys_field_permissions", "role")] {
             txn.execute(&Query::delete().from_table(table).and_where(Expr::col(column).eq(name)).to_owned()).await?;
         }
@@ -116,7 +116,7 @@ impl Store {
             return Err(StoreError::Refused(format!("no role named `{name}`")));
         }
         bump_access_version(&txn).await?;
-        append(&txn, &[audit]).await?;
+        append(&txn, &[audit], self.backend).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Store {
         audit: AuditEntry,
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         txn.execute(
             &Query::delete()
                 .from_table("sys_field_permissions")
@@ -176,7 +176,7 @@ impl Store {
             .await?;
         }
         bump_access_version(&txn).await?;
-        append(&txn, &[audit]).await?;
+        append(&txn, &[audit], self.backend).await?;
         txn.commit().await?;
         Ok(())
     }

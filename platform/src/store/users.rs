@@ -75,7 +75,7 @@ impl Store {
         let _guard = self.write_guard().await;
         let id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         if self.user_id_by_email(&txn, &user.email).await?.is_some() {
             return Err(StoreError::Refused(format!("a user with email `{}` already exists", user.email)));
         }
@@ -125,7 +125,7 @@ impl Store {
         }
         bump_access_version(&txn).await?;
         if let Some(entry) = audit {
-            append(&txn, &[entry.on("user", Some(&id))]).await?;
+            append(&txn, &[entry.on("user", Some(&id))], self.backend).await?;
         }
         txn.commit().await?;
         Ok(id)
@@ -135,7 +135,7 @@ impl Store {
     /// API token of the user; a new password revokes their sessions.
     pub async fn update_user(&self, id: &str, change: &UserChange, audit: Option<AuditEntry>) -> StoreResult<UserRow> {
         let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         require_user(&txn, id).await?;
         let mut update = Query::update();
         update.table("sys_users").value("updated_at", Utc::now()).and_where(Expr::col("id").eq(id));
@@ -188,7 +188,7 @@ impl Store {
         }
         bump_access_version(&txn).await?;
         if let Some(entry) = audit {
-            append(&txn, &[entry.on("user", Some(id))]).await?;
+            append(&txn, &[entry.on("user", Some(id))], self.backend).await?;
         }
         txn.commit().await?;
         self.get_user(id).await?.ok_or_else(|| StoreError::Corrupt(format!("user {id} vanished")))
@@ -284,7 +284,7 @@ impl Store {
     ) -> StoreResult<Option<DateTime<Utc>>> {
         let _guard = self.write_guard().await;
         let row = self
-            .db
+            .writer
             .query_one(
                 &Query::update()
                     .table("sys_users")
@@ -299,7 +299,7 @@ impl Store {
             return Ok(None);
         }
         let until = Utc::now() + lock;
-        self.db
+        self.writer
             .execute(
                 &Query::update()
                     .table("sys_users")
@@ -315,7 +315,7 @@ impl Store {
     /// A successful sign-in clears the failure count.
     pub async fn clear_failed_logins(&self, id: &str) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        self.db
+        self.writer
             .execute(
                 &Query::update()
                     .table("sys_users")

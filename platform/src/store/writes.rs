@@ -88,6 +88,46 @@ fn image(object: &ObjectDefinition, values: &Row, only: Option<&HashSet<String>>
     serde_json::Value::Object(map)
 }
 
+/// `INSERT INTO table (columns) VALUES (…), (…)` with `values` row after row, written directly
+/// rather than through sea-query's expression tree: batches bind thousands of values, and this
+/// builds the text once and moves each value into the statement once.
+///
+/// On SQLite it is `INSERT OR FAIL`: with the default `ABORT`, a multi-row insert inside a
+/// transaction must first copy every page it touches into a statement journal so that a failing
+/// row can undo the rows before it; `FAIL` keeps those rows instead, which changes nothing here
+/// because every caller runs it inside a transaction that is rolled back on any error.
+pub(super) fn insert_many<C: AsRef<str>>(
+    backend: DbBackend,
+    table: &str,
+    columns: &[C],
+    values: Vec<sea_query::Value>,
+) -> sea_orm::Statement {
+    use std::fmt::Write;
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut sql = String::with_capacity(64 + values.len() * 5);
+    sql.push_str(if backend == DbBackend::Sqlite { "INSERT OR FAIL INTO " } else { "INSERT INTO " });
+    sql.push_str(&quote(table));
+    sql.push_str(" (");
+    sql.push_str(&columns.iter().map(|c| quote(c.as_ref())).collect::<Vec<_>>().join(", "));
+    sql.push_str(") VALUES ");
+    let width = columns.len().max(1);
+    for i in 0..values.len() {
+        sql.push_str(match (i % width == 0, i == 0) {
+            (true, true) => "(",
+            (true, false) => "), (",
+            (false, _) => ", ",
+        });
+        match backend {
+            DbBackend::Postgres => {
+                let _ = write!(sql, "${}", i + 1);
+            }
+            _ => sql.push('?'),
+        }
+    }
+    sql.push(')');
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
 impl Store {
     /// Reserves `n` consecutive numbers of an auto-number field inside the transaction, so a
     /// rollback gives them back: no gaps, no duplicates.
@@ -135,23 +175,19 @@ impl Store {
             .collect();
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
         for chunk in rows.chunks(per_statement) {
-            let mut insert = Query::insert();
-            insert.into_table(object.table()).columns(columns.clone());
+            let mut values = Vec::with_capacity(chunk.len() * columns.len());
             for row in chunk {
-                let values: Vec<sea_query::Expr> = columns
-                    .iter()
-                    .zip(&storages)
-                    .map(|(c, st)| Expr::val(to_sql(row.get(c).unwrap_or(&Value::Null), *st)))
-                    .collect();
-                insert.values(values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                values.extend(
+                    columns.iter().zip(&storages).map(|(c, st)| to_sql(row.get(c).unwrap_or(&Value::Null), *st)),
+                );
             }
-            txn.execute(&insert).await?;
+            txn.execute_raw(insert_many(self.backend, &object.table(), &columns, values)).await?;
         }
         Ok(())
     }
 
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
-        Ok(self.db.begin().await?)
+        Ok(self.writer.begin().await?)
     }
 
     /// Creates records (all or nothing); with `upsert`, inputs matching an existing record on
@@ -189,6 +225,22 @@ impl Store {
         if !issues.is_empty() {
             return Err(DataError::invalid_fields(issues));
         }
+        // New records get their ids, system columns and (when no auto number has to be filled
+        // in under the lock) audit images before the writer lock is taken, so that little but
+        // the database's own work is serialised. Inputs that an upsert turns into updates
+        // drop theirs. Audit entries themselves are made under the lock, so their ids follow
+        // the order of commits.
+        let now = now();
+        let auto_numbers: Vec<&FieldDefinition> =
+            object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
+        let prepared: Vec<(String, Row, Option<serde_json::Value>)> = rows
+            .iter()
+            .map(|input| {
+                let (id, row) = new_row(caller, input, now);
+                let after = auto_numbers.is_empty().then(|| image(object, &row, None));
+                (id, row, after)
+            })
+            .collect();
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
@@ -231,8 +283,6 @@ impl Store {
                 }
             }
         }
-        let inserting: Vec<(usize, &Row)> =
-            rows.iter().enumerate().filter(|(i, _)| !existing.contains_key(i)).collect();
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
         let mut issues = self.check_references(&txn, caller, registry, object, &all).await?;
         let exclude: HashSet<String> = existing.values().map(|r| r.id.clone()).collect();
@@ -246,36 +296,26 @@ impl Store {
                 DataError::invalid_fields(issues)
             });
         }
-        let now = now();
-        let mut numbers: HashMap<String, i64> = HashMap::new();
-        for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
-            let start = self.reserve_numbers(&txn, object, f, inserting.len() as i64).await?;
-            numbers.insert(f.column(), start);
+        let inserting = rows.len() - existing.len();
+        let mut numbers: Vec<(&FieldDefinition, i64)> = Vec::with_capacity(auto_numbers.len());
+        for f in auto_numbers {
+            numbers.push((f, self.reserve_numbers(&txn, object, f, inserting as i64).await?));
         }
-        let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting.len());
+        let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting);
         let mut out: Vec<Option<Record>> = vec![None; rows.len()];
         let mut audit = Vec::with_capacity(rows.len());
-        for (n, (i, input)) in inserting.iter().enumerate() {
-            let mut row: Row = (*input).clone();
-            let id = uuid::Uuid::now_v7().to_string();
-            row.insert("id".into(), Value::Text(id.clone()));
-            row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));
-            row.insert("created_at".into(), Value::DateTime(now));
-            row.insert("updated_at".into(), Value::DateTime(now));
-            row.insert("created_by".into(), Value::Text(caller.user_id.clone()));
-            row.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
-            row.insert("version".into(), Value::Int(1));
-            row.insert("deleted_at".into(), Value::Null);
-            for f in object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber) {
-                let start = numbers.get(&f.column()).copied().unwrap_or(1);
+        let new = prepared.into_iter().enumerate().filter(|(i, _)| !existing.contains_key(i));
+        for (n, (i, (id, mut row, after))) in new.enumerate() {
+            for (f, start) in &numbers {
                 row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
             }
+            let after = after.unwrap_or_else(|| image(object, &row, None));
             audit.push(
                 AuditEntry::new("record", "create", Some(&caller.user_id))
                     .on(object.name.as_str(), Some(&id))
-                    .images(None, Some(image(object, &row, None))),
+                    .images(None, Some(after)),
             );
-            new_rows.push((*i, id, row));
+            new_rows.push((i, id, row));
         }
         self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
         for (i, id, values) in new_rows {
@@ -286,7 +326,7 @@ impl Store {
             let updated = self.apply_update(&txn, caller, object, rec, patch, None, &mut audit).await?;
             out[i] = Some(updated);
         }
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(out.into_iter().flatten().collect())
     }
@@ -418,7 +458,7 @@ impl Store {
         }
         let mut audit = Vec::new();
         let record = self.apply_update(&txn, caller, object, current, patch, expected_version, &mut audit).await?;
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(record)
     }
@@ -482,7 +522,7 @@ impl Store {
         for rec in current {
             out.push(self.apply_update(&txn, caller, object, rec, patch.clone(), None, &mut audit).await?);
         }
-        append(&txn, &audit).await?;
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(out)
     }
@@ -520,8 +560,8 @@ impl Store {
         )
         .await?;
         let action = if delete { "delete" } else { "restore" };
-        append(&txn, &[AuditEntry::new("record", action, Some(&caller.user_id)).on(object.name.as_str(), Some(id))])
-            .await?;
+        let entry = AuditEntry::new("record", action, Some(&caller.user_id)).on(object.name.as_str(), Some(id));
+        append(&txn, &[entry], self.backend).await?;
         txn.commit().await?;
         let mut values = current.values;
         values.insert("deleted_at".into(), deleted_at);
@@ -562,6 +602,7 @@ impl Store {
             &[AuditEntry::new("record", "destroy", Some(&caller.user_id))
                 .on(object.name.as_str(), Some(id))
                 .images(Some(before), None)],
+            self.backend,
         )
         .await?;
         txn.commit().await?;
@@ -580,6 +621,21 @@ fn checked_patch(caller: &Caller, object: &ObjectDefinition, input: &RecordInput
             Err(DataError::invalid_fields(issues))
         }
     }
+}
+
+/// A new record's row: the validated input plus its id and system columns.
+fn new_row(caller: &Caller, input: &Row, now: DateTime<Utc>) -> (String, Row) {
+    let mut row: Row = input.clone();
+    let id = uuid::Uuid::now_v7().to_string();
+    row.insert("id".into(), Value::Text(id.clone()));
+    row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));
+    row.insert("created_at".into(), Value::DateTime(now));
+    row.insert("updated_at".into(), Value::DateTime(now));
+    row.insert("created_by".into(), Value::Text(caller.user_id.clone()));
+    row.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
+    row.insert("version".into(), Value::Int(1));
+    row.insert("deleted_at".into(), Value::Null);
+    (id, row)
 }
 
 fn not_found(object: &ObjectDefinition, id: &str) -> DataError {
