@@ -270,8 +270,8 @@ pub async fn authenticate(store: &Store, cache: &TokenCache, token: &str) -> Res
         return Ok(caller);
     }
     let user = store.user_for_token(&hash).await?.ok_or(AuthError::Unauthenticated)?;
-    let team_share = store.team_share(&user.id).await?;
-    let caller = Caller { team_share, ..Caller::new(user.id, user.email, user.roles) };
+    let broad_team = store.team_is_broad(&user.id).await?;
+    let caller = Caller { broad_team, ..Caller::new(user.id, user.email, user.roles) };
     cache.put(hash, caller.clone());
     Ok(caller)
 }

@@ -13,10 +13,10 @@
 //! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
 //!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
 //!   and the database file if a connection maps it with `mmap_size`).
-//! - (g) the list query of (a) as a user whose role reads contacts with scope `TEAM`, at the top
-//!   of a hierarchy of `--users` (1,000) users who own the contacts round-robin (a 20-level chain
-//!   with a 3-ary tree below it), beside the admin's throughput measured in alternating rounds,
-//!   and as a manager in the middle of the tree.
+//! - (g) the list query of (a) over `lead`s (contact-shaped, as many as contacts, owned
+//!   round-robin by a hierarchy of `--users` (1,000) users: a 20-level chain with a 3-ary tree
+//!   below it), as a user whose role reads them with scope `TEAM` at the top of the hierarchy,
+//!   beside the admin's throughput in alternating rounds, and as a manager in the middle.
 //!
 //! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
 //! and count completed requests; filter values go round-robin over the 50 values.
@@ -92,6 +92,8 @@ const LIST_BY_REGION: &str = "query($v: String!) { contacts(filter: {region: {eq
     orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { id firstName lastName account { name } } } }";
 const PAGE_ACCOUNTS: &str = "query($v: String!) { contacts(filter: {city: {eq: $v}}, \
     orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { accountId } } }";
+const LEADS_BY_CITY: &str = "query($v: String!) { leads(filter: {city: {eq: $v}}, \
+    orderBy: [{lastName: AscNullsLast}], first: 50) { nodes { id firstName lastName account { name } } } }";
 const GET_BY_ID: &str = "query($id: ID!) { contact(id: $id) { id firstName lastName } }";
 const GROUP_BY_CITY: &str = "{ contactsGroupBy(groupBy: [city]) { city count } }";
 
@@ -255,9 +257,10 @@ where
     .await
 }
 
-/// Creates `account` and `contact` with their fields through the metadata API.
+/// Creates `account`, `contact` and `lead` (the same fields as `contact`, for the TEAM figure)
+/// with their fields through the metadata API.
 async fn create_schema(api: &Api) -> BoxResult<()> {
-    for (name, plural) in [("account", "accounts"), ("contact", "contacts")] {
+    for (name, plural) in [("account", "accounts"), ("contact", "contacts"), ("lead", "leads")] {
         let label = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
         api.meta(&format!(
             r#"mutation {{ createObject(input: {{name: "{name}", pluralName: "{plural}", label: "{label}",
@@ -284,7 +287,9 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
             {value: "customer", label: "Customer"}, {value: "churned", label: "Churned"}]"#,
         ),
     ];
-    for (object, name, ty) in fields {
+    let leads =
+        fields.iter().filter(|f| f.0 == "contact").map(|(_, name, ty)| ("lead", *name, *ty)).collect::<Vec<_>>();
+    for (object, name, ty) in fields.into_iter().chain(leads) {
         api.meta(&format!(
             r#"mutation {{ createField(object: "{object}", input: {{name: "{name}", label: "{name}", type: {ty}}}) {{ name }} }}"#
         ))
@@ -328,12 +333,14 @@ fn depth_of(i: usize) -> usize {
     manager_of(i).map_or(0, |m| depth_of(m) + 1)
 }
 
-/// Creates a role reading contacts with scope `TEAM` (accounts with `ALL`) and `n` users holding
+/// Creates a role reading leads with scope `TEAM` (accounts with `ALL`) and `n` users holding
 /// it in a hierarchy, level by level; returns their ids.
 async fn create_hierarchy(api: &Api, n: usize, password: &str) -> BoxResult<Vec<String>> {
     api.meta(r#"mutation { createRole(input: {name: "sales_manager", label: "Sales manager"}) { name } }"#).await?;
-    api.meta(r#"mutation { setObjectPermission(role: "sales_manager", object: "contact", input: {read: true, scope: TEAM}) }"#)
-        .await?;
+    api.meta(
+        r#"mutation { setObjectPermission(role: "sales_manager", object: "lead", input: {read: true, scope: TEAM}) }"#,
+    )
+    .await?;
     api.meta(r#"mutation { setObjectPermission(role: "sales_manager", object: "account", input: {read: true, scope: ALL}) }"#)
         .await?;
     let mut ids: Vec<Option<String>> = vec![None; n];
@@ -367,10 +374,7 @@ fn team_size(i: usize, n: usize) -> usize {
     1 + (0..n).filter(|&j| manager_of(j) == Some(i)).map(|j| team_size(j, n)).sum::<usize>()
 }
 
-/// Loads accounts and contacts (owned round-robin by `owners`, when there are any); returns a
-/// sample of contact ids and the contact insert rows/s.
-async fn load(api: &Api, args: &Args, owners: &[String]) -> BoxResult<(Vec<String>, f64)> {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+async fn load_accounts(api: &Api, args: &Args) -> BoxResult<Vec<String>> {
     let mut account_ids = Vec::with_capacity(args.accounts);
     for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(1000) {
         let rows = chunk
@@ -382,6 +386,21 @@ async fn load(api: &Api, args: &Args, owners: &[String]) -> BoxResult<(Vec<Strin
     if account_ids.is_empty() {
         return Err("--accounts must be at least 1".into());
     }
+    Ok(account_ids)
+}
+
+/// Loads `args.contacts` contact-shaped records into `object` (`contact` or `lead`), owned
+/// round-robin by `owners` (by the admin when there are none); returns a sample of their ids and
+/// the insert rows/s.
+async fn load(
+    api: &Api,
+    args: &Args,
+    object: (&'static str, &'static str),
+    account_ids: &[String],
+    owners: &[String],
+) -> BoxResult<(Vec<String>, f64)> {
+    let (plural, input) = object;
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     // Contact ids are kept only as a sample, so the bench's own memory does not skew the RSS figure.
     let sample_every = (args.contacts / 1000).max(1);
     let batches = (0..args.contacts).step_by(1000).map(|from| {
@@ -407,7 +426,7 @@ async fn load(api: &Api, args: &Args, owners: &[String]) -> BoxResult<(Vec<Strin
             })
             .collect();
         let api = api.clone();
-        async move { create_batch(&api, "Contacts", "ContactInput", rows).await }
+        async move { create_batch(&api, plural, input, rows).await }
     });
     let started = Instant::now();
     let mut results = futures::stream::iter(batches).buffer_unordered(args.load_concurrency.max(1));
@@ -418,9 +437,10 @@ async fn load(api: &Api, args: &Args, owners: &[String]) -> BoxResult<(Vec<Strin
         created += ids.len();
     }
     let rows_per_sec = created as f64 / started.elapsed().as_secs_f64();
-    let count = api.data("{ contactsAggregate { count } }", json!({})).await?;
-    if count["contactsAggregate"]["count"].as_u64() != Some(args.contacts as u64) || sample.is_empty() {
-        return Err(format!("expected {} contacts after the load, found {count}", args.contacts).into());
+    let field = format!("{}Aggregate", plural.to_lowercase());
+    let count = api.data(&format!("{{ {field} {{ count }} }}"), json!({})).await?;
+    if count[&field]["count"].as_u64() != Some(args.contacts as u64) || sample.is_empty() {
+        return Err(format!("expected {} {plural} after the load, found {count}", args.contacts).into());
     }
     Ok((sample, rows_per_sec))
 }
@@ -513,11 +533,9 @@ async fn run(args: Args) -> BoxResult<()> {
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
 
     create_schema(&api).await?;
-    eprintln!("creating a hierarchy of {} users…", args.users);
-    let user_password = format!("bench user {}", uuid::Uuid::new_v4());
-    let users = create_hierarchy(&api, args.users, &user_password).await?;
     eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
-    let (contact_ids, insert_rate) = load(&api, &args, &users).await?;
+    let account_ids = load_accounts(&api, &args).await?;
+    let (contact_ids, insert_rate) = load(&api, &args, ("Contacts", "ContactInput"), &account_ids, &[]).await?;
     let rss = proc_status_mib(server.pid, "VmRSS:");
     let rss_anon = proc_status_mib(server.pid, "RssAnon:");
     let rss_file = proc_status_mib(server.pid, "RssFile:");
@@ -549,15 +567,20 @@ async fn run(args: Args) -> BoxResult<()> {
     // (b) get by id over the sampled ids; (c) group-by count by city.
     let get = gql_load(&api, secs, conc, GET_BY_ID, move |n| json!({"id": contact_ids[n % contact_ids.len()]})).await;
     let group = gql_load(&api, secs, conc, GROUP_BY_CITY, |_| json!({})).await;
-    // (g) the same list as TEAM-scoped managers: the top one sees every contact, as the admin
-    // does, so both answer the same pages; rounds alternate to even out drift.
+    // (g) the same list over leads owned across a hierarchy, as TEAM-scoped managers: the top
+    // one sees every lead, as the admin does, so both answer the same pages; rounds alternate to
+    // even out drift. Loaded after (f) so the RSS figure describes the same data as before.
+    eprintln!("creating a hierarchy of {} users and {} leads they own…", args.users, args.contacts);
+    let user_password = format!("bench user {}", uuid::Uuid::new_v4());
+    let users = create_hierarchy(&api, args.users, &user_password).await?;
+    load(&api, &args, ("Leads", "LeadInput"), &account_ids, &users).await?;
     let base = format!("http://{}", server.addr);
     let top = Api::login(base.clone(), "user0@example.com", &user_password).await?;
     let mid_index = CHAIN + 1;
     let mid = Api::login(base, &format!("user{mid_index}@example.com"), &user_password).await?;
     for city in CITIES.iter().take(3) {
         let (a, t) =
-            (api.data(LIST_BY_CITY, json!({"v": city})).await?, top.data(LIST_BY_CITY, json!({"v": city})).await?);
+            (api.data(LEADS_BY_CITY, json!({"v": city})).await?, top.data(LEADS_BY_CITY, json!({"v": city})).await?);
         if a != t {
             return Err(format!("{city}: the top manager and the admin see different pages").into());
         }
@@ -566,11 +589,11 @@ async fn run(args: Args) -> BoxResult<()> {
     let mut rounds = Vec::new();
     for _ in 0..2 {
         rounds.push((
-            gql_load(&api, secs, conc, LIST_BY_CITY, by_city).await,
-            gql_load(&top, secs, conc, LIST_BY_CITY, by_city).await,
+            gql_load(&api, secs, conc, LEADS_BY_CITY, by_city).await,
+            gql_load(&top, secs, conc, LEADS_BY_CITY, by_city).await,
         ));
     }
-    let team_mid = gql_load(&mid, secs, conc, LIST_BY_CITY, by_city).await;
+    let team_mid = gql_load(&mid, secs, conc, LEADS_BY_CITY, by_city).await;
     // (e) add a field.
     let add_field = add_field_latency(&api).await?;
 

@@ -14,9 +14,9 @@ pub struct Caller {
     pub roles: Vec<String>,
     /// The union of the caller's roles; resolved per request against the current metadata.
     pub access: Arc<AccessProfile>,
-    /// The share of all users in the caller's team (them and everyone reporting to them): how
-    /// the store reads `TEAM`-scoped records.
-    pub team_share: f32,
+    /// Whether the caller's team (them and everyone reporting to them) is so large that the store
+    /// should read `TEAM`-scoped records by scanning rather than owner by owner.
+    pub broad_team: bool,
 }
 
 impl Caller {
@@ -27,7 +27,7 @@ impl Caller {
         } else {
             AccessProfile::Restricted(Default::default())
         });
-        Caller { user_id, email, roles, access, team_share: 0.0 }
+        Caller { user_id, email, roles, access, broad_team: false }
     }
 
     pub fn is_admin(&self) -> bool {

@@ -9,10 +9,6 @@ use tessera_metadata::{
 use super::reads::SYSTEM_COLUMNS;
 use crate::graphql::{Caller, DataError, DataResult, RecordInput};
 
-/// A team with at least this share of all users is read by scanning rather than owner by owner
-/// (index lookups cost several times a scanned row, so the break-even is around a tenth).
-const BROAD_TEAM: f32 = 0.1;
-
 fn denied(object: &str, action: Action) -> DataError {
     DataError::Forbidden(format!("you may not {} `{object}` records", action.as_str()))
 }
@@ -24,9 +20,7 @@ fn scope_filter(caller: &Caller, object: &str, action: Action) -> DataResult<Opt
         None => Err(denied(object, action)),
         Some(None | Some(Scope::All)) => Ok(None),
         Some(Some(Scope::Own)) => Ok(Some(Filter::OwnedBy { user: user(), team: false, broad: false })),
-        Some(Some(Scope::Team)) => {
-            Ok(Some(Filter::OwnedBy { user: user(), team: true, broad: caller.team_share >= BROAD_TEAM }))
-        }
+        Some(Some(Scope::Team)) => Ok(Some(Filter::OwnedBy { user: user(), team: true, broad: caller.broad_team })),
     }
 }
 

@@ -93,6 +93,7 @@ pub fn condition(filter: &Filter) -> Condition {
             // index (which SQLite picks, not knowing the team's size) is far slower than
             // checking each scanned row against the team. `owner_id || ''` is the same value
             // but no index column, so the planner scans or uses the caller's own filters.
+            // (Only SQLite callers are ever broad; see `Store::team_is_broad`.)
             let owner = if *broad { Expr::cust("\"owner_id\" || ''") } else { Expr::col("owner_id") };
             Condition::all().add(owner.in_subquery(team))
         }

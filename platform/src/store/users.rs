@@ -51,8 +51,14 @@ const USER_COLUMNS: [&str; 7] =
     ["id", "email", "password_hash", "display_name", "active", "manager_id", "locked_until"];
 
 impl Store {
-    /// The share of all users who are `id` or report to them, directly or not.
-    pub async fn team_share(&self, id: &str) -> StoreResult<f32> {
+    /// Whether `id`'s team (them and everyone reporting to them) should be read by scanning
+    /// rather than owner by owner. SQLite cannot tell how many owners the team subquery yields
+    /// and walks the owner index for each; past a tenth of all users (an index lookup costs
+    /// several scanned rows) the scan wins. PostgreSQL plans the semi-join from statistics.
+    pub async fn team_is_broad(&self, id: &str) -> StoreResult<bool> {
+        if self.is_postgres() {
+            return Ok(false);
+        }
         let team = Query::select()
             .expr(Func::count(Expr::col("descendant_id")))
             .from("sys_user_closure")
@@ -60,8 +66,8 @@ impl Store {
             .to_owned();
         let row = self.db.query_one(&team).await?;
         let team: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(1);
-        let all = std::cmp::max(self.count_users().await?, 1);
-        Ok(team as f32 / all as f32)
+        let all = self.count_users().await?;
+        Ok(team * 10 >= all)
     }
 
     pub async fn count_users(&self) -> StoreResult<i64> {
