@@ -156,14 +156,6 @@ impl ObjectAccess {
     pub fn field(&self, field: &str) -> FieldAccess {
         self.fields.get(field).copied().unwrap_or(FieldAccess::Hidden)
     }
-
-    pub fn can_read_field(&self, field: &str) -> bool {
-        self.field(field) >= FieldAccess::Read
-    }
-
-    pub fn can_edit_field(&self, field: &str) -> bool {
-        self.field(field) == FieldAccess::Edit
-    }
 }
 
 /// What a caller may see and do: everything (the built-in `admin` role), or the union of their

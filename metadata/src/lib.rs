@@ -20,4 +20,4 @@ pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
 pub use object::ObjectDefinition;
 pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
 pub use registry::{Registry, ReverseRelation};
-pub use value::{Value, format_decimal, parse_decimal};
+pub use value::{Value, format_decimal, parse_decimal, valid_email};

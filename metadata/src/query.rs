@@ -55,22 +55,6 @@ impl Filter {
             (a, b) => a.or(b),
         }
     }
-
-    /// Every physical column the filter compares on this object (not through lookups).
-    pub fn columns(&self) -> Vec<&str> {
-        let mut out = Vec::new();
-        self.collect_columns(&mut out);
-        out
-    }
-
-    fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
-        match self {
-            Filter::Column { column, .. } | Filter::Related { column, .. } => out.push(column),
-            Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.collect_columns(out)),
-            Filter::Not(inner) => inner.collect_columns(out),
-            Filter::OwnedBy { .. } => {}
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,7 +83,8 @@ pub fn format_decimal(units: i64, scale: u8) -> String {
     out
 }
 
-fn valid_email(s: &str) -> bool {
+/// Whether `s` looks like an email address (the rule of `EMAIL` fields and of user emails).
+pub fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else { return false };
     !local.is_empty()
         && !domain.is_empty()

@@ -445,10 +445,11 @@ impl AccessService {
 }
 
 fn check_email(email: &str) -> Result<(), AccessError> {
-    let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.chars().any(char::is_whitespace);
-    if ok { Ok(()) } else { Err(AccessError::Invalid(format!("`{email}` is not an email address"))) }
+    if email.len() <= 254 && tessera_metadata::valid_email(email) {
+        Ok(())
+    } else {
+        Err(AccessError::Invalid(format!("`{email}` is not an email address")))
+    }
 }
 
 /// NIST SP 800-63B: length matters, composition rules do not.
