@@ -94,12 +94,15 @@ impl ObjectPermission {
     }
 }
 
-/// What a role may do with one field. Ordered: `Hidden` < `Read` < `Edit`.
+/// What a role may do with one field. Ordered: `Hidden` < `Read` < `UnmaskedRead` < `Edit`.
+/// On a sensitive field, `Read` shows the masked value; `UnmaskedRead` and `Edit` the value
+/// itself. On other fields `UnmaskedRead` is the same as `Read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FieldAccess {
     Hidden,
     Read,
+    UnmaskedRead,
     Edit,
 }
 
@@ -108,6 +111,7 @@ impl FieldAccess {
         match self {
             FieldAccess::Hidden => "HIDDEN",
             FieldAccess::Read => "READ",
+            FieldAccess::UnmaskedRead => "UNMASKED_READ",
             FieldAccess::Edit => "EDIT",
         }
     }
@@ -116,6 +120,7 @@ impl FieldAccess {
         match s {
             "HIDDEN" => Some(FieldAccess::Hidden),
             "READ" => Some(FieldAccess::Read),
+            "UNMASKED_READ" => Some(FieldAccess::UnmaskedRead),
             "EDIT" => Some(FieldAccess::Edit),
             _ => None,
         }
@@ -141,6 +146,10 @@ pub struct ObjectAccess {
     pub delete: Option<Scope>,
     /// Every field's effective access (fields left out are hidden).
     pub fields: BTreeMap<String, FieldAccess>,
+    /// Sensitive fields the caller may read unmasked: those a role grants `UNMASKED_READ` or
+    /// `EDIT` explicitly. Without an explicit grant a sensitive field is masked, whatever the
+    /// object permission allows.
+    pub unmasked: std::collections::BTreeSet<String>,
 }
 
 impl ObjectAccess {
@@ -155,6 +164,11 @@ impl ObjectAccess {
 
     pub fn field(&self, field: &str) -> FieldAccess {
         self.fields.get(field).copied().unwrap_or(FieldAccess::Hidden)
+    }
+
+    /// Whether the caller sees a sensitive field's values unmasked.
+    pub fn unmasked(&self, field: &str) -> bool {
+        self.unmasked.contains(field)
     }
 }
 
@@ -223,6 +237,9 @@ impl AccessProfile {
                     let granted = explicit.map_or(ceiling, |e| e.min(ceiling));
                     let slot = access.fields.entry(fname.to_string()).or_insert(FieldAccess::Hidden);
                     *slot = (*slot).max(granted);
+                    if granted >= FieldAccess::Read && explicit.is_some_and(|e| e >= FieldAccess::UnmaskedRead) {
+                        access.unmasked.insert(fname.to_string());
+                    }
                 }
             }
         }
@@ -259,6 +276,15 @@ impl ObjectGrant<'_> {
             ObjectGrant::Unrestricted => FieldAccess::Edit,
             ObjectGrant::Limited(a) => a.field(field),
             ObjectGrant::None => FieldAccess::Hidden,
+        }
+    }
+
+    /// Whether a sensitive field's values are shown unmasked (admins see every value).
+    pub fn unmasked(&self, field: &str) -> bool {
+        match self {
+            ObjectGrant::Unrestricted => true,
+            ObjectGrant::Limited(a) => a.unmasked(field),
+            ObjectGrant::None => false,
         }
     }
 }
@@ -307,6 +333,36 @@ mod tests {
         assert_eq!((c.read, c.update), (Some(Scope::Team), Some(Scope::Team)));
         assert_eq!(c.field("revenue"), FieldAccess::Edit);
         assert_eq!(c.field("name"), FieldAccess::Read);
+        assert!(c.unmasked.is_empty(), "nothing is unmasked without an explicit grant");
+    }
+
+    #[test]
+    fn unmasks_only_on_explicit_grants_within_the_object_permission() {
+        let objects = [contact()];
+        let mut reader = RoleRules::default();
+        reader.objects.insert("contact".into(), perm(true, false, Scope::All));
+        reader.fields.insert(("contact".into(), "name".into()), FieldAccess::UnmaskedRead);
+        reader.fields.insert(("contact".into(), "revenue".into()), FieldAccess::Edit);
+        let AccessProfile::Restricted(p) = AccessProfile::from_roles([&reader], objects.iter()) else { panic!() };
+        let c = &p["contact"];
+        // Read-only on the object: an explicit EDIT is narrowed to reading, unmasked.
+        assert_eq!((c.field("name"), c.field("revenue")), (FieldAccess::Read, FieldAccess::Read));
+        assert!(c.unmasked("name") && c.unmasked("revenue"));
+
+        let mut editor = RoleRules::default();
+        editor.objects.insert("contact".into(), perm(true, true, Scope::All));
+        editor.fields.insert(("contact".into(), "revenue".into()), FieldAccess::UnmaskedRead);
+        let AccessProfile::Restricted(p) = AccessProfile::from_roles([&editor], objects.iter()) else { panic!() };
+        let c = &p["contact"];
+        assert_eq!(c.field("name"), FieldAccess::Edit);
+        assert!(!c.unmasked("name"), "editing by default does not unmask");
+        assert_eq!(c.field("revenue"), FieldAccess::UnmaskedRead);
+        assert!(c.unmasked("revenue"));
+
+        let mut none = RoleRules::default();
+        none.fields.insert(("contact".into(), "name".into()), FieldAccess::UnmaskedRead);
+        let p = AccessProfile::from_roles([&none], objects.iter());
+        assert!(!p.object("contact").unmasked("name"), "a field grant never widens the object's");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldName, MetadataError, ObjectName, Value, camel_case};
+use crate::{FieldName, MetadataError, ObjectName, Sensitivity, Value, camel_case};
 
 /// The type of a field, as named in the API (`TEXT`, `PICKLIST`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +173,9 @@ pub struct FieldDefinition {
     /// Pattern of an `AUTO_NUMBER`, e.g. `C-{000000}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Personal data: encrypted at rest, searchable through a blind index, masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Sensitivity>,
 }
 
 /// Largest `scale` of a decimal field: values are kept as scaled 64-bit integers.
@@ -195,7 +198,24 @@ impl FieldDefinition {
             options: Vec::new(),
             target: None,
             format: None,
+            sensitive: None,
         }
+    }
+
+    /// Whether values are stored as ciphertext.
+    pub fn is_encrypted(&self) -> bool {
+        self.sensitive.is_some_and(|s| s.encrypted)
+    }
+
+    /// Whether an encrypted field has a blind index.
+    pub fn is_searchable(&self) -> bool {
+        self.sensitive.is_some_and(|s| s.encrypted && s.searchable)
+    }
+
+    /// The column of the blind index of a searchable encrypted field (`__` never appears in
+    /// an api name, so it cannot clash with a field's column).
+    pub fn blind_index_column(&self) -> String {
+        format!("{}__bidx", self.name)
     }
 
     /// The SQL column: the api name, or `<name>_id` for a lookup.
@@ -302,6 +322,25 @@ impl FieldDefinition {
         if (self.unique || self.indexed) && !t.is_indexable() {
             return invalid(format!("{} fields cannot be unique or indexed", t.as_str()));
         }
+        if let Some(sensitive) = &self.sensitive {
+            if !Sensitivity::applies_to(t) {
+                return invalid(format!(
+                    "{} fields cannot be sensitive: only TEXT, LONG_TEXT, EMAIL, PHONE and URL can",
+                    t.as_str()
+                ));
+            }
+            if sensitive.searchable && !sensitive.encrypted {
+                return invalid("searchable applies to encrypted fields (it adds a blind index)".into());
+            }
+            if sensitive.encrypted && self.indexed {
+                return invalid(
+                    "an encrypted field cannot have an ordinary index; make it searchable for equality search".into(),
+                );
+            }
+            if sensitive.encrypted && self.unique && !sensitive.searchable {
+                return invalid("a unique encrypted field must be searchable: uniqueness uses its blind index".into());
+            }
+        }
         if self.default_value.is_some() {
             if t == FieldType::Lookup {
                 return invalid("a lookup cannot have a default value".into());
@@ -351,6 +390,20 @@ pub enum TypeChange {
 impl TypeChange {
     /// Whether a field may change from `from` to `to`, and how; `Err` says why not.
     pub fn plan(from: &FieldDefinition, to: &FieldDefinition) -> Result<TypeChange, MetadataError> {
+        let plan = TypeChange::plan_values(from, to)?;
+        if plan == TypeChange::Convert && (from.is_encrypted() || to.is_encrypted()) {
+            return Err(MetadataError::Invalid(format!(
+                "cannot change field `{}` from {} to {}: its values are encrypted and would have to be \
+                 converted; turn encryption off first",
+                from.name,
+                from.field_type.as_str(),
+                to.field_type.as_str()
+            )));
+        }
+        Ok(plan)
+    }
+
+    fn plan_values(from: &FieldDefinition, to: &FieldDefinition) -> Result<TypeChange, MetadataError> {
         use FieldType::*;
         let (a, b) = (from.field_type, to.field_type);
         let refuse = |why: &str| {

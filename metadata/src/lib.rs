@@ -1,5 +1,6 @@
 //! The model of Tessera's metadata as plain data: object and field definitions, field types,
-//! name rules, access rules (roles' object and field permissions, a caller's effective access), the immutable `Registry` snapshot, typed record values with their coercion and
+//! name rules, access rules (roles' object and field permissions, a caller's effective access), sensitive
+//! fields (masks, normalisation for blind indexes), the immutable `Registry` snapshot, typed record values with their coercion and
 //! validation rules, and the filter/sort model of record queries. No I/O, no async, no SQL.
 
 mod access;
@@ -9,6 +10,7 @@ mod names;
 mod object;
 mod query;
 mod registry;
+mod sensitive;
 mod value;
 
 pub use access::{
@@ -20,4 +22,5 @@ pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
 pub use object::ObjectDefinition;
 pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
 pub use registry::{Registry, ReverseRelation};
+pub use sensitive::{DEFAULT_COUNTRY_CODE, Mask, Sensitivity, blind_index_domain, normalise};
 pub use value::{Value, format_decimal, parse_decimal, valid_email};

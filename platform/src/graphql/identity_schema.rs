@@ -60,6 +60,7 @@ impl From<Scope> for ScopeGql {
 pub enum FieldAccessGql {
     Hidden,
     Read,
+    UnmaskedRead,
     Edit,
 }
 
@@ -68,6 +69,7 @@ impl From<FieldAccessGql> for FieldAccess {
         match a {
             FieldAccessGql::Hidden => FieldAccess::Hidden,
             FieldAccessGql::Read => FieldAccess::Read,
+            FieldAccessGql::UnmaskedRead => FieldAccess::UnmaskedRead,
             FieldAccessGql::Edit => FieldAccess::Edit,
         }
     }
@@ -78,6 +80,7 @@ impl From<FieldAccess> for FieldAccessGql {
         match a {
             FieldAccess::Hidden => FieldAccessGql::Hidden,
             FieldAccess::Read => FieldAccessGql::Read,
+            FieldAccess::UnmaskedRead => FieldAccessGql::UnmaskedRead,
             FieldAccess::Edit => FieldAccessGql::Edit,
         }
     }
