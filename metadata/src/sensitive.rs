@@ -28,7 +28,8 @@ pub enum Mask {
 }
 
 impl Mask {
-    pub const ALL: [Mask; 7] = [Mask::None, Mask::Phone, Mask::Email, Mask::Name, Mask::IdNumber, Mask::Last4, Mask::Full];
+    pub const ALL: [Mask; 7] =
+        [Mask::None, Mask::Phone, Mask::Email, Mask::Name, Mask::IdNumber, Mask::Last4, Mask::Full];
 
     pub fn as_str(self) -> &'static str {
         match self {

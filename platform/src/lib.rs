@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod crypto;
 pub mod graphql;
 pub mod http;
 pub mod metadata_service;

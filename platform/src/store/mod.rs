@@ -18,6 +18,7 @@ mod users;
 mod validation;
 mod writes;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use tessera_migrations::{Migrator, MigratorTrait};
 use tokio::sync::Mutex;
+
+use crate::crypto::KeyRing;
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
@@ -49,6 +52,9 @@ pub enum StoreError {
     Refused(String),
     #[error("unsupported database url `{0}`: use sqlite://path.db or postgres://...")]
     UnsupportedUrl(String),
+    /// Field encryption is needed but no key ring is loaded (no master key was given).
+    #[error("field encryption is not set up: start the server with its master key (--data-key-file)")]
+    NoKeys,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -66,6 +72,12 @@ pub struct Store {
     schema: Arc<SchemaEpoch>,
     /// SQL statements executed so far, for tests that hold the API to a statement budget.
     statements: Arc<AtomicU64>,
+    /// The unwrapped keys of field encryption, once the master key has opened the key ring.
+    keys: Arc<arc_swap::ArcSwapOption<KeyRing>>,
+    /// Fields whose stored values are being brought to their definition (encrypted after the
+    /// field became encrypted, or given blind indexes): until that is done some rows may hold
+    /// plaintext, which reads and searches then accept.
+    converting: Arc<arc_swap::ArcSwap<HashSet<(String, String)>>>,
 }
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
@@ -174,7 +186,16 @@ impl Store {
             }
         };
         Migrator::up(&db, None).await?;
-        Ok(Store { db, writer, backend, write_lock: std::sync::Arc::new(Mutex::new(())), schema, statements })
+        Ok(Store {
+            db,
+            writer,
+            backend,
+            write_lock: std::sync::Arc::new(Mutex::new(())),
+            schema,
+            statements,
+            keys: Arc::new(arc_swap::ArcSwapOption::empty()),
+            converting: Arc::new(arc_swap::ArcSwap::from_pointee(HashSet::new())),
+        })
     }
 
     /// Records that table layouts changed (here or on another node): pooled connections opened
@@ -202,6 +223,27 @@ impl Store {
                 }
             }
         }))
+    }
+
+    /// Installs the unwrapped key ring (at start-up, and again when a rotation adds a key).
+    pub fn set_key_ring(&self, ring: KeyRing) {
+        self.keys.store(Some(Arc::new(ring)));
+    }
+
+    /// The key ring, or `NoKeys` when encryption is not set up.
+    pub fn key_ring(&self) -> StoreResult<Arc<KeyRing>> {
+        self.keys.load_full().ok_or(StoreError::NoKeys)
+    }
+
+    /// Replaces the set of `(object, field)` whose values are being converted.
+    pub fn set_converting(&self, fields: HashSet<(String, String)>) {
+        self.converting.store(Arc::new(fields));
+    }
+
+    /// Whether a field's stored values are being converted (so some may still be plaintext).
+    pub fn is_converting(&self, object: &str, field: &str) -> bool {
+        let set = self.converting.load();
+        !set.is_empty() && set.contains(&(object.to_string(), field.to_string()))
     }
 
     /// How many SQL statements this store has executed.

@@ -1,0 +1,370 @@
+//! Field encryption: AES-256-GCM envelopes for sensitive values and keyed HMAC blind indexes
+//! for searching them, under data keys that a master key wraps.
+//!
+//! - A value is stored as `k<version>:<base64 of nonce ‖ ciphertext ‖ tag>`: a fresh 96-bit
+//!   nonce per value, the data key's version in front. The object, field and record id are
+//!   bound in as associated data, so a ciphertext copied to another row or field fails to
+//!   decrypt instead of showing someone else's value.
+//! - A blind index is HMAC-SHA-256 over the normalised value (see
+//!   `tessera_metadata::normalise`) under a key derived per kind of value (phone, email,
+//!   text), truncated to 128 bits.
+//! - The master key lives in a file or the environment, never in the database. It wraps the
+//!   data keys and the blind-index key that the key ring table stores.
+//!
+//! Keys are `Secret`s: their `Debug` prints nothing, there is no `Display`, and their bytes are
+//! wiped when dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, Generate, Key, KeyInit, Nonce, Payload};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tessera_metadata::{FieldType, blind_index_domain, normalise};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Bytes of a key (AES-256 and the HMAC keys alike).
+pub const KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 12;
+const TAG_BYTES: usize = 16;
+/// Bytes of a blind index value kept (of SHA-256's 32).
+const BLIND_INDEX_BYTES: usize = 16;
+
+/// Failures of encryption and decryption. None of them carries a key or a plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the value is not an encrypted envelope")]
+    NotEncrypted,
+    #[error("the value is encrypted with key version {0}, which the key ring does not hold")]
+    UnknownKey(u32),
+    #[error("the value fails authentication: it was altered, or belongs to another record or field")]
+    Tampered,
+    #[error("the master key is malformed: {0}")]
+    BadMasterKey(String),
+    #[error("the master key does not open the key ring (key version {0}): is it the right key file?")]
+    WrongMasterKey(u32),
+}
+
+/// A value that must never be printed: `Debug` shows `[redacted]`, there is no `Display`, and
+/// the contents are wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret<T: Zeroize>(T);
+
+impl<T: Zeroize> Secret<T> {
+    pub fn new(value: T) -> Secret<T> {
+        Secret(value)
+    }
+
+    /// The secret itself; keep the borrow short and never log it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Zeroize> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// 32 random bytes: a data key, the blind-index key, or the master key.
+#[derive(Clone, Debug)]
+pub struct KeyMaterial(Secret<[u8; KEY_BYTES]>);
+
+impl KeyMaterial {
+    pub fn generate() -> KeyMaterial {
+        let key = Key::<Aes256Gcm>::generate();
+        let mut bytes = [0u8; KEY_BYTES];
+        bytes.copy_from_slice(key.as_slice());
+        KeyMaterial(Secret::new(bytes))
+    }
+
+    pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> KeyMaterial {
+        KeyMaterial(Secret::new(bytes))
+    }
+
+    fn bytes(&self) -> &[u8; KEY_BYTES] {
+        self.0.expose()
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.bytes()))
+    }
+}
+
+/// The key that wraps every other key. Written to its file as base64.
+#[derive(Clone, Debug)]
+pub struct MasterKey(KeyMaterial);
+
+impl MasterKey {
+    pub fn generate() -> MasterKey {
+        MasterKey(KeyMaterial::generate())
+    }
+
+    /// Reads the base64 text of a key file or environment variable.
+    pub fn parse(text: &str) -> Result<MasterKey, CryptoError> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| CryptoError::BadMasterKey("it is not base64".into()))?;
+        let decoded = Secret::new(decoded);
+        let bytes: [u8; KEY_BYTES] = decoded.expose().as_slice().try_into().map_err(|_| {
+            CryptoError::BadMasterKey(format!("it holds {} bytes, not {KEY_BYTES}", decoded.expose().len()))
+        })?;
+        Ok(MasterKey(KeyMaterial::from_bytes(bytes)))
+    }
+
+    /// The text to store in a key file.
+    pub fn encode(&self) -> Secret<String> {
+        Secret::new(base64::engine::general_purpose::STANDARD.encode(self.0.bytes()))
+    }
+
+    fn wrap_aad(purpose: &str, version: u32) -> Vec<u8> {
+        format!("tessera-key-ring:{purpose}:{version}").into_bytes()
+    }
+
+    /// Encrypts a key for the key ring, bound to its purpose and version.
+    pub fn wrap(&self, purpose: &str, version: u32, key: &KeyMaterial) -> String {
+        let aad = Self::wrap_aad(purpose, version);
+        seal(&self.0.cipher(), &aad, key.bytes())
+    }
+
+    /// Decrypts a key of the key ring; a wrong master key is reported as such.
+    pub fn unwrap(&self, purpose: &str, version: u32, wrapped: &str) -> Result<KeyMaterial, CryptoError> {
+        let aad = Self::wrap_aad(purpose, version);
+        let plain = open(&self.0.cipher(), &aad, wrapped).map_err(|_| CryptoError::WrongMasterKey(version))?;
+        let plain = Secret::new(plain);
+        let bytes: [u8; KEY_BYTES] =
+            plain.expose().as_slice().try_into().map_err(|_| CryptoError::WrongMasterKey(version))?;
+        Ok(KeyMaterial::from_bytes(bytes))
+    }
+}
+
+/// `nonce ‖ ciphertext ‖ tag`, base64.
+fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> String {
+    let nonce = Nonce::<Aes256Gcm>::generate();
+    // Encryption with a valid key and nonce cannot fail for messages this small.
+    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
+    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+    out.extend_from_slice(nonce.as_slice());
+    out.extend_from_slice(&sealed);
+    STANDARD_NO_PAD.encode(out)
+}
+
+fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CryptoError> {
+    let bytes = STANDARD_NO_PAD.decode(sealed).map_err(|_| CryptoError::Tampered)?;
+    if bytes.len() < NONCE_BYTES + TAG_BYTES {
+        return Err(CryptoError::Tampered);
+    }
+    let (nonce, body) = bytes.split_at(NONCE_BYTES);
+    let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Tampered)?;
+    cipher.decrypt(&nonce, Payload { msg: body, aad }).map_err(|_| CryptoError::Tampered)
+}
+
+/// Where a value belongs: bound into its ciphertext.
+#[derive(Debug, Clone, Copy)]
+pub struct Aad<'a> {
+    pub object: &'a str,
+    pub field: &'a str,
+    pub record_id: &'a str,
+}
+
+impl Aad<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.object.len() + self.field.len() + self.record_id.len());
+        out.extend_from_slice(b"tessera-field-v1");
+        for part in [self.object, self.field, self.record_id] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+}
+
+/// The key version of a stored envelope (`k3:…` → 3), or `None` for anything else.
+pub fn envelope_version(stored: &str) -> Option<u32> {
+    let rest = stored.strip_prefix('k')?;
+    let (digits, _) = rest.split_once(':')?;
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The prefix of envelopes made with a key version (`k3:`).
+pub fn envelope_prefix(version: u32) -> String {
+    format!("k{version}:")
+}
+
+/// The data keys and the blind-index key, unwrapped: what encrypts, decrypts and indexes.
+pub struct KeyRing {
+    active: u32,
+    ciphers: BTreeMap<u32, Aes256Gcm>,
+    /// One keyed HMAC per domain of values (`phone`, `email`, `text`), cloned per use.
+    blind: BTreeMap<&'static str, Hmac<Sha256>>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("active", &self.active)
+            .field("versions", &self.ciphers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// A key ring of data keys by version, `active` encrypting new values, and the root key of
+    /// the blind indexes.
+    pub fn new(data_keys: Vec<(u32, KeyMaterial)>, active: u32, blind_root: &KeyMaterial) -> KeyRing {
+        let ciphers = data_keys.into_iter().map(|(v, k)| (v, k.cipher())).collect();
+        let mut blind = BTreeMap::new();
+        for domain in ["phone", "email", "text"] {
+            // Each domain's key is HMAC(root, domain): unrelated keys from one stored secret.
+            let derived = hmac_of(blind_root.bytes(), format!("tessera-blind-index:{domain}").as_bytes());
+            let mac = <Hmac<Sha256> as Mac>::new_from_slice(&derived).unwrap_or_else(|_| unreachable_mac());
+            blind.insert(domain, mac);
+        }
+        KeyRing { active, ciphers, blind }
+    }
+
+    /// The version new values are encrypted with.
+    pub fn active_version(&self) -> u32 {
+        self.active
+    }
+
+    /// Every data key version held.
+    pub fn versions(&self) -> Vec<u32> {
+        self.ciphers.keys().copied().collect()
+    }
+
+    /// Encrypts a value with the active key.
+    pub fn encrypt(&self, aad: Aad<'_>, plaintext: &str) -> String {
+        match self.ciphers.get(&self.active) {
+            Some(cipher) => {
+                format!("{}{}", envelope_prefix(self.active), seal(cipher, &aad.bytes(), plaintext.as_bytes()))
+            }
+            // `new` is always given the active key; a ring without it encrypts nothing.
+            None => String::new(),
+        }
+    }
+
+    /// Decrypts a stored envelope.
+    pub fn decrypt(&self, aad: Aad<'_>, stored: &str) -> Result<String, CryptoError> {
+        let version = envelope_version(stored).ok_or(CryptoError::NotEncrypted)?;
+        let cipher = self.ciphers.get(&version).ok_or(CryptoError::UnknownKey(version))?;
+        let body = &stored[envelope_prefix(version).len()..];
+        let plain = open(cipher, &aad.bytes(), body)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Tampered)
+    }
+
+    /// The blind index of a value of a field of type `t`: equal for values that normalise
+    /// equally (`+86 138-1234-5678` and `13812345678`).
+    pub fn blind_index(&self, t: FieldType, value: &str) -> String {
+        let normalised = normalise(t, value);
+        let domain = blind_index_domain(t);
+        let Some(mac) = self.blind.get(domain) else { return String::new() };
+        let mut mac = mac.clone();
+        mac.update(normalised.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        STANDARD_NO_PAD.encode(&digest[..BLIND_INDEX_BYTES])
+    }
+}
+
+fn hmac_of(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_mac());
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC takes keys of any length, so building one never fails; this only satisfies the types.
+fn unreachable_mac() -> Hmac<Sha256> {
+    match <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; KEY_BYTES]) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::new(vec![(1, KeyMaterial::generate()), (2, KeyMaterial::generate())], 2, &KeyMaterial::generate())
+    }
+
+    const AAD: Aad<'static> = Aad { object: "contact", field: "phone", record_id: "r1" };
+
+    #[test]
+    fn round_trips_with_a_fresh_nonce_each_time() {
+        let ring = ring();
+        let a = ring.encrypt(AAD, "13812345678");
+        let b = ring.encrypt(AAD, "13812345678");
+        assert_ne!(a, b, "same plaintext, different ciphertexts");
+        assert!(a.starts_with("k2:"));
+        assert_eq!(envelope_version(&a), Some(2));
+        assert_eq!(ring.decrypt(AAD, &a).unwrap(), "13812345678");
+        assert!(!a.contains("13812345678"));
+    }
+
+    #[test]
+    fn refuses_moved_or_altered_ciphertext() {
+        let ring = ring();
+        let c = ring.encrypt(AAD, "13812345678");
+        let other_record = Aad { record_id: "r2", ..AAD };
+        let other_field = Aad { field: "mobile", ..AAD };
+        assert_eq!(ring.decrypt(other_record, &c), Err(CryptoError::Tampered));
+        assert_eq!(ring.decrypt(other_field, &c), Err(CryptoError::Tampered));
+        let mut bytes = c.into_bytes();
+        let last = bytes.len() - 3;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes).unwrap();
+        assert_eq!(ring.decrypt(AAD, &altered), Err(CryptoError::Tampered));
+        assert_eq!(ring.decrypt(AAD, "k2:short"), Err(CryptoError::Tampered));
+        assert_eq!(ring.decrypt(AAD, "k9:AAAA"), Err(CryptoError::UnknownKey(9)));
+        assert_eq!(ring.decrypt(AAD, "13812345678"), Err(CryptoError::NotEncrypted));
+    }
+
+    #[test]
+    fn blind_indexes_match_normalised_values_only() {
+        let ring = ring();
+        let a = ring.blind_index(FieldType::Phone, "+86 138-1234-5678");
+        assert_eq!(a, ring.blind_index(FieldType::Phone, "13812345678"));
+        assert_ne!(a, ring.blind_index(FieldType::Phone, "13812345679"));
+        assert_eq!(
+            ring.blind_index(FieldType::Email, " Li@Example.com"),
+            ring.blind_index(FieldType::Email, "li@example.com")
+        );
+        // Another ring (another org) indexes the same value differently.
+        assert_ne!(
+            a,
+            super::KeyRing::new(vec![], 1, &KeyMaterial::generate()).blind_index(FieldType::Phone, "13812345678")
+        );
+    }
+
+    #[test]
+    fn master_key_wraps_and_detects_the_wrong_key() {
+        let master = MasterKey::generate();
+        let data = KeyMaterial::generate();
+        let wrapped = master.wrap("data", 1, &data);
+        assert_eq!(master.unwrap("data", 1, &wrapped).unwrap().bytes(), data.bytes());
+        assert_eq!(master.unwrap("data", 2, &wrapped).unwrap_err(), CryptoError::WrongMasterKey(2));
+        assert_eq!(MasterKey::generate().unwrap("data", 1, &wrapped).unwrap_err(), CryptoError::WrongMasterKey(1));
+        let text = master.encode();
+        assert_eq!(MasterKey::parse(text.expose()).unwrap().0.bytes(), master.0.bytes());
+        assert!(matches!(MasterKey::parse("not base64!"), Err(CryptoError::BadMasterKey(_))));
+        assert!(matches!(MasterKey::parse("AAAA"), Err(CryptoError::BadMasterKey(_))));
+    }
+
+    #[test]
+    fn secrets_print_nothing() {
+        let master = MasterKey::generate();
+        let printed = format!("{master:?} {:?} {:?}", master.encode(), KeyMaterial::generate());
+        assert!(!printed.contains(master.encode().expose().as_str()));
+        assert_eq!(printed.matches("[redacted]").count(), 3, "{printed}");
+        assert!(!format!("{:?}", ring()).contains("cipher"));
+    }
+}
