@@ -11,7 +11,9 @@ use super::codec::{Storage, decode, storage, to_sql};
 use super::{Store, StoreError, StoreResult, ddl};
 
 /// One metadata change, carrying the object definition as it will be after the change.
+/// (One change exists per request, so the size of its largest variant does not matter.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum MetadataChange {
     CreateObject {
         object: ObjectDefinition,
