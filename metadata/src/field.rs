@@ -337,6 +337,9 @@ impl FieldDefinition {
                     "an encrypted field cannot have an ordinary index; make it searchable for equality search".into(),
                 );
             }
+            if sensitive.encrypted && self.default_value.is_some() {
+                return invalid("an encrypted field cannot have a default value".into());
+            }
             if sensitive.encrypted && self.unique && !sensitive.searchable {
                 return invalid("a unique encrypted field must be searchable: uniqueness uses its blind index".into());
             }

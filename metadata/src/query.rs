@@ -45,6 +45,25 @@ pub enum Filter {
         team: bool,
         broad: bool,
     },
+    /// Equality on an encrypted field through its blind index: the record's value is one of
+    /// `values`. The query layer gives plaintexts; the store replaces them by their blind
+    /// indexes (and, while the field's stored values are still being encrypted, also compares
+    /// the plaintext column) before compiling the condition.
+    Blind {
+        /// The encrypted field: its object and api name, type (which decides normalisation)
+        /// and the column of its ciphertext.
+        object: String,
+        field: String,
+        field_type: crate::FieldType,
+        column: String,
+        /// The blind index column.
+        index_column: String,
+        values: Vec<String>,
+        /// Set by the store once `values` are blind indexes.
+        hashed: bool,
+        /// Plaintexts compared with the ciphertext column too (only while converting).
+        plain: Vec<String>,
+    },
 }
 
 impl Filter {

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_system_tables;
 mod m20261125_000001_create_policy_rules;
 mod m20261125_000002_create_access_tables;
+mod m20261125_000004_create_sensitive_access;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_system_tables::Migration),
             Box::new(m20261125_000001_create_policy_rules::Migration),
             Box::new(m20261125_000002_create_access_tables::Migration),
+            Box::new(m20261125_000004_create_sensitive_access::Migration),
         ]
     }
 }

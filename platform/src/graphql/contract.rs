@@ -17,6 +17,8 @@ pub struct Caller {
     /// Whether the caller's team (them and everyone reporting to them) is so large that the store
     /// should read `TEAM`-scoped records by scanning rather than owner by owner.
     pub broad_team: bool,
+    /// The request being served, as the sensitive access log records it.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -27,7 +29,7 @@ impl Caller {
         } else {
             AccessProfile::Restricted(Default::default())
         });
-        Caller { user_id, email, roles, access, broad_team: false }
+        Caller { user_id, email, roles, access, broad_team: false, request_id: None }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -40,6 +42,9 @@ impl Caller {
 pub struct Record {
     pub id: String,
     pub values: HashMap<String, Value>,
+    /// Columns whose stored value could not be opened (a sensitive value that fails
+    /// authentication): reported as an error for that value alone.
+    pub broken: Vec<String>,
 }
 
 impl Record {

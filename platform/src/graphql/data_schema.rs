@@ -15,7 +15,9 @@ use super::data_mutations::{Allowed, add_mutations, upsert_type};
 use super::filter_input::{object_filter, object_order_by, parse_filter, shared_types};
 use super::prefetch::{Conn, Node, connection_node_parents, list_query, node_columns, prefetch};
 use super::values::{enum_item, output, picklist_enum_name, scalars, system_output};
-use super::{AggregateFn, AggregateQuery, AggregateRow, AggregateValue, Caller, DataError, RecordStore, data_error};
+use super::{
+    AggregateFn, AggregateQuery, AggregateRow, AggregateValue, Caller, DataError, RecordStore, data_error, gql_error,
+};
 
 /// Limits of the data API.
 #[derive(Debug, Clone)]
@@ -283,8 +285,19 @@ fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, access: &A
             continue;
         }
         let mut gf = Field::new(f.graphql_name(), output_type(object, f), move |ctx| {
-            let v = node_of(&ctx).map(|n| output(&field, n.record.get(&field.column())));
-            FieldFuture::Value(v.ok().map(FieldValue::value))
+            let Ok(node) = node_of(&ctx) else { return FieldFuture::Value(None) };
+            let column = field.column();
+            if node.record.broken.contains(&column) {
+                // This value alone fails: the rest of the record is still answered.
+                let message = format!(
+                    "the stored value of `{}` cannot be decrypted: it was altered or belongs elsewhere",
+                    field.graphql_name()
+                );
+                return FieldFuture::new(async move {
+                    Err::<Option<FieldValue>, _>(gql_error("INTERNAL_SERVER_ERROR", message))
+                });
+            }
+            FieldFuture::Value(Some(FieldValue::value(output(&field, node.record.get(&column)))))
         })
         .description(f.help_text.clone().unwrap_or_else(|| f.label.clone()));
         if f.field_type == FieldType::AutoNumber {

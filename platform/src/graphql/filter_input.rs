@@ -170,6 +170,62 @@ fn filter_value(field: &FieldDefinition, value: &GqlValue) -> Result<Value, Data
         .map_err(|issue| DataError::bad_input(format!("filter on `{}`: {}", field.graphql_name(), issue.message)))
 }
 
+/// Conditions on an encrypted field: `isNull` always; `eq` and `in` through the blind index of a
+/// searchable field; anything else would need the plaintext and is refused, saying why.
+fn parse_encrypted_ops(
+    object: &ObjectDefinition,
+    field: &FieldDefinition,
+    ops: &GqlValue,
+) -> Result<Vec<Filter>, DataError> {
+    let GqlValue::Object(map) = ops else { return Ok(Vec::new()) };
+    let name = field.graphql_name();
+    let mut out = Vec::new();
+    for (op, v) in map {
+        let blind = |values: Vec<String>| {
+            if !field.is_searchable() {
+                return Err(DataError::bad_input(format!(
+                    "`{name}` is encrypted and not searchable: only `isNull` filters work on it; make it \
+                     searchable to find records by equal values"
+                )));
+            }
+            Ok(Filter::Blind {
+                object: object.name.to_string(),
+                field: field.name.to_string(),
+                field_type: field.field_type,
+                column: field.column(),
+                index_column: field.blind_index_column(),
+                values,
+                hashed: false,
+                plain: Vec::new(),
+            })
+        };
+        let text = |v: &GqlValue| match v {
+            GqlValue::String(s) => Ok(s.clone()),
+            _ => Err(DataError::bad_input(format!("filter on `{name}`: `{op}` takes strings"))),
+        };
+        match (op.as_str(), v) {
+            ("eq", GqlValue::Null) | ("isNull", GqlValue::Boolean(true)) => {
+                out.push(Filter::Column { column: field.column(), op: FilterOp::IsNull(true) })
+            }
+            ("isNull", _) => out.push(Filter::Column { column: field.column(), op: FilterOp::IsNull(false) }),
+            ("eq", v) => out.push(blind(vec![text(v)?])?),
+            ("in", GqlValue::List(items)) if items.len() > MAX_IN_VALUES => {
+                return Err(DataError::bad_input(format!("`in` takes at most {MAX_IN_VALUES} values")));
+            }
+            ("in", GqlValue::List(items)) => out.push(blind(items.iter().map(text).collect::<Result<_, _>>()?)?),
+            ("in", v) => out.push(blind(vec![text(v)?])?),
+            (_, GqlValue::Null) => {}
+            (other, _) => {
+                return Err(DataError::bad_input(format!(
+                    "`{name}` is encrypted: `{other}` would need its plaintext; only `eq`, `in` and `isNull` \
+                     work on encrypted fields (`eq` and `in` when the field is searchable)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_ops(column: &str, field: &FieldDefinition, ops: &GqlValue) -> Result<Vec<Filter>, DataError> {
     let GqlValue::Object(map) = ops else { return Ok(Vec::new()) };
     let mut out = Vec::new();
@@ -265,6 +321,8 @@ fn parse_filter_at(
                                 filter: Box::new(inner),
                             });
                         }
+                    } else if field.is_encrypted() {
+                        parts.extend(parse_encrypted_ops(object, field, v)?);
                     } else {
                         parts.extend(parse_ops(&field.column(), field, v)?);
                     }
@@ -306,15 +364,22 @@ pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<Or
             };
             let column = match system_column(name.as_str()) {
                 Some(c) => c.to_string(),
-                None => object
-                    .fields
-                    .iter()
-                    .find(|f| {
-                        f.graphql_name() == name.as_str()
-                            || (f.field_type == FieldType::Lookup && f.graphql_id_name() == name.as_str())
-                    })
-                    .map(|f| f.column())
-                    .ok_or_else(|| DataError::bad_input(format!("cannot sort by `{name}`")))?,
+                None => {
+                    let field = object
+                        .fields
+                        .iter()
+                        .find(|f| {
+                            f.graphql_name() == name.as_str()
+                                || (f.field_type == FieldType::Lookup && f.graphql_id_name() == name.as_str())
+                        })
+                        .ok_or_else(|| DataError::bad_input(format!("cannot sort by `{name}`")))?;
+                    if field.is_encrypted() {
+                        return Err(DataError::bad_input(format!(
+                            "cannot sort by `{name}`: it is encrypted, and sorting would need its plaintext"
+                        )));
+                    }
+                    field.column()
+                }
             };
             let (direction, nulls) = match dir {
                 "AscNullsFirst" => (SortDirection::Asc, NullsOrder::First),

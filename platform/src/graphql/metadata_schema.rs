@@ -9,6 +9,7 @@ use tessera_metadata::{
 };
 
 use super::identity_schema::{IdentityMutation, IdentityQuery, access_error};
+use super::privacy_schema::{PrivacyMutation, PrivacyQuery, SensitiveGql, SensitiveInput};
 use super::{Caller, gql_error};
 use crate::access::AccessService;
 use crate::metadata_service::{ChangeError, MetadataService};
@@ -17,10 +18,10 @@ use crate::store::{AuditEntry, AuditQuery, Store};
 pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct MetaQuery(CatalogQuery, IdentityQuery);
+pub struct MetaQuery(CatalogQuery, IdentityQuery, PrivacyQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MetaMutation(CatalogMutation, IdentityMutation);
+pub struct MetaMutation(CatalogMutation, IdentityMutation, PrivacyMutation);
 
 pub fn build(service: Arc<MetadataService>, access: Arc<AccessService>, store: Store) -> MetadataSchema {
     Schema::build(MetaQuery::default(), MetaMutation::default(), EmptySubscription)
@@ -176,6 +177,10 @@ impl FieldGql {
     async fn format(&self) -> Option<&str> {
         self.0.format.as_deref()
     }
+    /// How the field's personal data is protected, if it is sensitive.
+    async fn sensitive(&self) -> Option<SensitiveGql> {
+        self.0.sensitive.map(SensitiveGql::from)
+    }
 }
 
 /// An object definition as the metadata API shows it.
@@ -287,10 +292,13 @@ impl CatalogQuery {
             return Err(gql_error("BAD_USER_INPUT", "first must be between 1 and 500"));
         }
         let q = AuditQuery { category, object, record_id, actor_id: actor, before_id: after, limit: first };
-        let entries = ctx.data::<Store>()?.audit_log(&q).await.map_err(|e| {
+        let store = ctx.data::<Store>()?;
+        let mut entries = store.audit_log(&q).await.map_err(|e| {
             tracing::error!(error = %e, "audit query failed");
             gql_error("INTERNAL_SERVER_ERROR", "internal error")
         })?;
+        let registry = service(ctx)?.current().registry.clone();
+        store.reveal_audit(ctx.data::<Caller>()?, &registry, &mut entries).await;
         Ok(entries.into_iter().map(AuditEntryGql::from).collect())
     }
 
@@ -335,6 +343,8 @@ pub struct FieldInput {
     options: Option<Vec<OptionGql>>,
     target: Option<String>,
     format: Option<String>,
+    /// Personal data: encrypted at rest, searchable through a blind index, masked.
+    sensitive: Option<SensitiveInput>,
 }
 
 #[derive(InputObject)]
@@ -352,6 +362,9 @@ pub struct UpdateFieldInput {
     /// The full list of options; options left out are kept, retired.
     options: Option<Vec<OptionGql>>,
     format: Option<String>,
+    /// Protection of personal data; `null` makes the field an ordinary one again (its values
+    /// are decrypted).
+    sensitive: async_graphql::MaybeUndefined<SensitiveInput>,
 }
 
 fn options(list: Option<Vec<OptionGql>>) -> Vec<PicklistOption> {
@@ -427,6 +440,7 @@ impl CatalogMutation {
         field.options = options(input.options);
         field.target = input.target.map(|t| ObjectName::new(&t)).transpose().map_err(invalid)?;
         field.format = input.format;
+        field.sensitive = input.sensitive.map(|s| s.model(field.field_type, None));
         let created = service(ctx)?.create_field(&actor(ctx)?, &object, field).await.map_err(change_error)?;
         Ok(FieldGql(created))
     }
@@ -478,6 +492,11 @@ impl CatalogMutation {
                 }
                 if input.format.is_some() {
                     f.format = input.format;
+                }
+                match &input.sensitive {
+                    async_graphql::MaybeUndefined::Value(s) => f.sensitive = Some(s.model(f.field_type, f.sensitive)),
+                    async_graphql::MaybeUndefined::Null => f.sensitive = None,
+                    async_graphql::MaybeUndefined::Undefined => {}
                 }
             })
             .await

@@ -10,6 +10,7 @@ mod filter_input;
 mod identity_schema;
 pub mod metadata_schema;
 mod prefetch;
+mod privacy_schema;
 pub mod schema_cache;
 mod values;
 

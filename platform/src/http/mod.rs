@@ -89,6 +89,18 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (Status
     }
 }
 
+/// The request's id for the sensitive access log: the client's `X-Request-Id` when it is a
+/// short printable token (so a proxy's id ties the log to its own), otherwise a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
 fn parse_request(body: &Bytes) -> Result<async_graphql::Request, (StatusCode, Json<serde_json::Value>)> {
     serde_json::from_slice::<async_graphql::Request>(body).map_err(|e| {
         (
@@ -121,6 +133,7 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok(r) => r,
         Err(e) => return e,
     };
+    caller.request_id = Some(request_id(&headers));
     // One snapshot for the whole request: a metadata change meanwhile does not affect it.
     let snapshot = state.metadata.current();
     caller.access = state.access.profile(&caller.roles, &snapshot.registry).await;
@@ -143,10 +156,11 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 }
 
 async fn metadata_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let caller = match caller(&state, &headers).await {
+    let mut caller = match caller(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e,
     };
+    caller.request_id = Some(request_id(&headers));
     if !caller.is_admin() {
         return (StatusCode::FORBIDDEN, Json(error_body("FORBIDDEN", "the metadata API is for admins")));
     }

@@ -209,7 +209,14 @@ impl Store {
             .images(before, after);
         append(&txn, &[entry], self.backend).await?;
         txn.commit().await?;
+        drop(_guard);
         self.schema_changed();
+        if let MetadataChange::UpdateField { before, after, .. } = change
+            && after.is_encrypted()
+            && !before.is_encrypted()
+        {
+            self.forget_old_pages().await;
+        }
         Ok(next)
     }
 
@@ -233,6 +240,9 @@ impl Store {
                 let table = object.table();
                 let column = field.column();
                 txn.execute(&ddl::add_column(&table, field, &column)).await?;
+                if field.is_searchable() {
+                    txn.execute(&ddl::add_blind_index_column(&table, field)).await?;
+                }
                 if pg && let Some(fk) = ddl::add_lookup_fk(&table, field) {
                     txn.execute(&fk).await?;
                 }
@@ -250,6 +260,13 @@ impl Store {
                 if let Some(ix) = ddl::field_index(&table, field, &column) {
                     txn.execute(&ix).await?;
                 }
+            }
+            MetadataChange::UpdateField { object, before, after, .. }
+                if before.is_encrypted() != after.is_encrypted()
+                    || before.is_searchable() != after.is_searchable()
+                    || (after.is_encrypted() && before.unique != after.unique) =>
+            {
+                self.change_protection(txn, object, before, after).await?;
             }
             MetadataChange::UpdateField { object, before, after, plan } => {
                 let table = object.table();
@@ -278,12 +295,195 @@ impl Store {
                 for sql in ddl::drop_field_indexes(&table, &column, self.backend) {
                     txn.execute_unprepared(&sql).await?;
                 }
+                if field.is_searchable() {
+                    let index = field.blind_index_column();
+                    for sql in ddl::drop_field_indexes(&table, &index, self.backend) {
+                        txn.execute_unprepared(&sql).await?;
+                    }
+                    txn.execute(&ddl::drop_column(&table, &index)).await?;
+                }
                 txn.execute(&ddl::drop_column(&table, &column)).await?;
                 txn.execute(
                     &Query::delete()
                         .from_table("sys_sequences")
                         .and_where(Expr::col("object").eq(object.name.as_str()))
                         .and_where(Expr::col("field").eq(field.name.as_str()))
+                        .to_owned(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A field becomes encrypted, searchable, unique or their opposite. Its indexes are rebuilt
+    /// where they now belong (the ciphertext is never indexed; a searchable field's blind index
+    /// is), and the stored values follow: encrypted, decrypted or given blind indexes, with
+    /// the audit images of the field's records encrypted too. Uniqueness is checked first on
+    /// the normalised values, so the new unique index cannot fail half way.
+    async fn change_protection(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        before: &FieldDefinition,
+        after: &FieldDefinition,
+    ) -> StoreResult<()> {
+        let table = object.table();
+        let column = after.column();
+        let index = after.blind_index_column();
+        for c in [&column, &index] {
+            for sql in ddl::drop_field_indexes(&table, c, self.backend) {
+                txn.execute_unprepared(&sql).await?;
+            }
+        }
+        if after.is_searchable() && !before.is_searchable() {
+            txn.execute(&ddl::add_blind_index_column(&table, after)).await?;
+        }
+        self.rewrite_protected_values(txn, object, before, after).await?;
+        if before.is_searchable() && !after.is_searchable() {
+            txn.execute(&ddl::drop_column(&table, &index)).await?;
+        }
+        if after.unique && !after.is_encrypted() {
+            self.refuse_duplicates(txn, &table, after).await?;
+        }
+        if let Some(ix) = ddl::field_index(&table, after, &column) {
+            txn.execute(&ix).await?;
+        }
+        if after.is_encrypted() && !before.is_encrypted() {
+            self.seal_audit_images(txn, object, after).await?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every stored value of a field from its protection `before` to `after`, in the
+    /// metadata change's transaction.
+    async fn rewrite_protected_values(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        before: &FieldDefinition,
+        after: &FieldDefinition,
+    ) -> StoreResult<()> {
+        let table = object.table();
+        let column = after.column();
+        let rows = txn
+            .query_all(
+                &Query::select()
+                    .columns(["id".to_string(), column.clone()])
+                    .from(table.clone())
+                    .and_where(Expr::col(column.clone()).is_not_null())
+                    .to_owned(),
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ring = self.key_ring()?;
+        let name = object.name.as_str();
+        let tolerant = !before.is_encrypted() || self.is_converting(name, before.name.as_str());
+        let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut updates = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get_by_index(0)?;
+            let stored: String = row.try_get_by_index(1)?;
+            let plain = if before.is_encrypted() || self.is_converting(name, before.name.as_str()) {
+                match super::sensitive::open_value(&ring, name, before, &id, &stored, tolerant) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => stored.clone(),
+                    Err(e) => {
+                        return Err(StoreError::Refused(format!(
+                            "cannot change field `{}`: the value of record {id} cannot be decrypted ({e})",
+                            after.name
+                        )));
+                    }
+                }
+            } else {
+                stored.clone()
+            };
+            let blind = after.is_searchable().then(|| ring.blind_index(after.field_type, &plain));
+            if after.unique
+                && let Some(b) = &blind
+                && let Some(other) = seen.insert(b.clone(), id.clone())
+            {
+                return Err(StoreError::Refused(format!(
+                    "field `{}` cannot be unique: records {other} and {id} hold the same value (compared \
+                     normalised: trimmed, lower-cased, phone numbers as digits with their country code)",
+                    after.name
+                )));
+            }
+            let value = if after.is_encrypted() {
+                if before.is_encrypted() && !tolerant {
+                    stored
+                } else {
+                    ring.encrypt(
+                        crate::crypto::Aad { object: name, field: after.name.as_str(), record_id: &id },
+                        &plain,
+                    )
+                }
+            } else {
+                plain
+            };
+            updates.push((id, value, blind));
+        }
+        for (id, value, blind) in updates {
+            let mut update = Query::update();
+            update.table(table.clone()).value(column.clone(), value);
+            if let Some(b) = blind {
+                update.value(after.blind_index_column(), b);
+            }
+            txn.execute(&update.and_where(Expr::col("id").eq(id)).to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    /// Encrypts the plaintext values of a newly encrypted field in the audit images of its
+    /// object's records, so no copy of them stays readable in the database.
+    async fn seal_audit_images(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        field: &FieldDefinition,
+    ) -> StoreResult<()> {
+        let ring = self.key_ring()?;
+        let key = field.name.as_str();
+        let rows = txn
+            .query_all(
+                &Query::select()
+                    .columns(["id", "record_id", "before_image", "after_image"])
+                    .from("sys_audit")
+                    .and_where(Expr::col("category").eq("record"))
+                    .and_where(Expr::col("object").eq(object.name.as_str()))
+                    .to_owned(),
+            )
+            .await?;
+        for row in &rows {
+            let id: String = row.try_get_by_index(0)?;
+            let Some(record_id) = row.try_get_by_index::<Option<String>>(1)? else { continue };
+            let aad = crate::crypto::Aad { object: object.name.as_str(), field: key, record_id: &record_id };
+            let mut changed = false;
+            let mut images: [Option<String>; 2] = [row.try_get_by_index(2)?, row.try_get_by_index(3)?];
+            for image in images.iter_mut() {
+                let Some(text) = image.as_ref() else { continue };
+                let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(text) else {
+                    continue;
+                };
+                if let Some(serde_json::Value::String(plain)) = map.get(key)
+                    && ring.decrypt(aad, plain).is_err()
+                {
+                    let sealed = ring.encrypt(aad, plain);
+                    map.insert(key.to_string(), serde_json::Value::String(sealed));
+                    *image = Some(serde_json::Value::Object(map).to_string());
+                    changed = true;
+                }
+            }
+            if changed {
+                let [before, after] = images;
+                txn.execute(
+                    &Query::update()
+                        .table("sys_audit")
+                        .value("before_image", before)
+                        .value("after_image", after)
+                        .and_where(Expr::col("id").eq(id))
                         .to_owned(),
                 )
                 .await?;

@@ -77,6 +77,9 @@ pub fn create_table(object: &ObjectDefinition, backend: DbBackend) -> TableCreat
         .col(ColumnDef::new("deleted_at").timestamp_with_time_zone().null());
     for f in &object.fields {
         t.col(field_column(f, &f.column()));
+        if f.is_searchable() {
+            t.col(blind_index_column(f));
+        }
         if backend == DbBackend::Postgres
             && let Some(mut fk) = lookup_fk(&table, f)
         {
@@ -100,8 +103,31 @@ pub fn create_indexes(object: &ObjectDefinition) -> Vec<sea_query::IndexCreateSt
     out
 }
 
-/// The index a field asks for (unique, indexed, or any lookup), if any.
+/// The column of a searchable encrypted field's blind index.
+pub fn blind_index_column(field: &FieldDefinition) -> ColumnDef {
+    let mut c = ColumnDef::new(field.blind_index_column());
+    c.string_len(32).null();
+    c
+}
+
+/// The index a field asks for (unique, indexed, or any lookup), if any. An encrypted field's
+/// ciphertext is never indexed: a searchable one has its index (unique if the field is) on
+/// its blind index column.
 pub fn field_index(table: &str, field: &FieldDefinition, column: &str) -> Option<sea_query::IndexCreateStatement> {
+    if field.is_encrypted() {
+        if !field.is_searchable() {
+            return None;
+        }
+        let column = field.blind_index_column();
+        let mut ix = Index::create();
+        ix.table(table.to_string()).col(column.clone());
+        if field.unique {
+            ix.name(constraint_name("ux", table, &column)).unique();
+        } else {
+            ix.name(constraint_name("ix", table, &column));
+        }
+        return Some(ix.to_owned());
+    }
     if field.unique {
         Some(
             Index::create()
@@ -136,6 +162,11 @@ pub fn drop_field_indexes(table: &str, column: &str, backend: DbBackend) -> Vec<
             }
         })
         .collect()
+}
+
+/// `ALTER TABLE … ADD COLUMN` of a blind index column.
+pub fn add_blind_index_column(table: &str, field: &FieldDefinition) -> TableAlterStatement {
+    Table::alter().table(table.to_string()).add_column(blind_index_column(field)).to_owned()
 }
 
 /// `ALTER TABLE … ADD COLUMN` for one field (one change per statement, as SQLite requires).

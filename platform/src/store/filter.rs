@@ -80,6 +80,17 @@ pub fn condition(filter: &Filter) -> Condition {
             parts.iter().fold(Condition::any(), |c, f| c.add(condition(f)))
         }
         Filter::Not(inner) => condition(inner).not(),
+        // Values not yet turned into blind indexes match nothing rather than being compared
+        // with index values they can never equal.
+        Filter::Blind { hashed: false, .. } => Condition::all().add(Expr::cust("1 = 0")),
+        Filter::Blind { index_column, values, plain, column, .. } => {
+            let by_index = Expr::col(index_column.clone()).is_in(values.iter().cloned());
+            if plain.is_empty() {
+                Condition::all().add(by_index)
+            } else {
+                Condition::any().add(by_index).add(Expr::col(column.clone()).is_in(plain.iter().cloned()))
+            }
+        }
         Filter::OwnedBy { user, team: false, .. } => Condition::all().add(Expr::col("owner_id").eq(user.clone())),
         // The closure table lists every (manager, report) pair at any depth, the user included
         // as their own ancestor: one indexed lookup whatever the depth of the hierarchy.

@@ -11,9 +11,11 @@ mod enforce;
 mod filter;
 mod identity;
 mod policy_rules;
+mod privacy;
 mod reads;
 mod record_store;
 mod roles;
+mod sensitive;
 mod users;
 mod validation;
 mod writes;
@@ -33,7 +35,9 @@ pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
 pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
+pub use privacy::Erasure;
 pub use roles::RoleRow;
+pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
@@ -78,6 +82,8 @@ pub struct Store {
     /// field became encrypted, or given blind indexes): until that is done some rows may hold
     /// plaintext, which reads and searches then accept.
     converting: Arc<arc_swap::ArcSwap<HashSet<(String, String)>>>,
+    /// Where unmasked reads of sensitive values are queued for the access log.
+    access_log: sensitive::AccessLog,
 }
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
@@ -134,6 +140,9 @@ async fn connect_sqlite(
             .pragma("wal_autocheckpoint", "16384")
             // `like`, `startsWith` and `endsWith` are case-sensitive, as on PostgreSQL.
             .pragma("case_sensitive_like", "ON")
+            // Deleted and overwritten content is zeroed, so a value that was encrypted or erased
+            // does not linger readable in free space of the database file.
+            .pragma("secure_delete", "ON")
     });
     let mut db = Database::connect(options).await?;
     count_statements(&mut db, statements);
@@ -186,11 +195,14 @@ impl Store {
             }
         };
         Migrator::up(&db, None).await?;
+        let write_lock = std::sync::Arc::new(Mutex::new(()));
+        let access_log = sensitive::AccessLog::start(writer.clone(), backend, write_lock.clone());
         Ok(Store {
             db,
             writer,
             backend,
-            write_lock: std::sync::Arc::new(Mutex::new(())),
+            write_lock,
+            access_log,
             schema,
             statements,
             keys: Arc::new(arc_swap::ArcSwapOption::empty()),
@@ -244,6 +256,34 @@ impl Store {
     pub fn is_converting(&self, object: &str, field: &str) -> bool {
         let set = self.converting.load();
         !set.is_empty() && set.contains(&(object.to_string(), field.to_string()))
+    }
+
+    /// After values were encrypted or erased: on SQLite, copies the write-ahead log into the
+    /// database and empties it, so earlier page versions holding the old values are gone from
+    /// disk (with `secure_delete`, freed space in the database file is zeroed already). Readers
+    /// holding old snapshots can delay it; it is retried briefly and otherwise left to the
+    /// next background checkpoint.
+    pub async fn forget_old_pages(&self) {
+        if self.backend != DbBackend::Sqlite {
+            return;
+        }
+        let _guard = self.write_lock.lock().await;
+        for _ in 0..20 {
+            match self
+                .writer
+                .query_one_raw(sea_orm::Statement::from_string(self.backend, "PRAGMA wal_checkpoint(TRUNCATE)"))
+                .await
+            {
+                // The first column is 1 when the checkpoint could not finish (busy readers).
+                Ok(Some(row)) if row.try_get_by_index::<i64>(0).unwrap_or(1) == 0 => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint after an erasure failed");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("readers kept the write-ahead log busy; old page versions stay until the next checkpoint");
     }
 
     /// How many SQL statements this store has executed.

@@ -63,7 +63,7 @@ impl Store {
             Some(Value::Text(id)) => id.clone(),
             _ => return Err(StoreError::Corrupt("record without id".into())),
         };
-        Ok(Record { id, values })
+        Ok(Record { id, values, broken: Vec::new() })
     }
 
     fn base_select(object: &ObjectDefinition, columns: &[ReadColumn]) -> SelectStatement {

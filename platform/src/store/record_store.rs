@@ -1,26 +1,33 @@
 //! The store as the data API's `RecordStore`: every call is bounded by the caller's access
 //! (`enforce`) before it reaches SQL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tessera_metadata::{Action, Filter, ObjectDefinition, Registry};
 
-use super::{Store, enforce};
+use super::{Store, Via, enforce};
 use crate::graphql::{
-    AggregateQuery, AggregateRow, Caller, DataResult, ListQuery, Page, Record, RecordInput, RecordStore, Upsert,
+    AggregateQuery, AggregateRow, Caller, DataError, DataResult, ListQuery, Page, Record, RecordInput, RecordStore,
+    Upsert,
 };
+
+/// The columns that the inputs of a write give values for: returned to the writer as given.
+fn supplied_columns(object: &ObjectDefinition, inputs: &[RecordInput]) -> HashSet<String> {
+    inputs.iter().flat_map(|i| i.keys()).filter_map(|k| object.field(k)).map(|f| f.column()).collect()
+}
 
 /// Rows of a page; the API layer caps `first`/`last` before calling.
 fn page_limit(query: &ListQuery) -> u64 {
     query.page.first.or(query.page.last).unwrap_or(20)
 }
 
-/// A list query as the caller may run it: scoped filter, readable sort keys and columns.
-fn scoped_list(caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<ListQuery> {
+/// A list query as the caller may run it: scoped filter (blind-index conditions hashed),
+/// readable sort keys and columns.
+fn scoped_list(store: &Store, caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<ListQuery> {
     enforce::check_order(caller, object, &query.order)?;
     Ok(ListQuery {
-        filter: enforce::read_filter(caller, object, query.filter.as_ref())?,
+        filter: store.hash_filter_opt(enforce::read_filter(caller, object, query.filter.as_ref())?)?,
         order: query.order.clone(),
         page: query.page.clone(),
         columns: enforce::readable_columns(caller, object, &query.columns),
@@ -39,12 +46,18 @@ impl RecordStore for Store {
     ) -> DataResult<Option<Record>> {
         let scope = enforce::rows(caller, object.name.as_str(), Action::Read)?;
         let columns = enforce::readable_columns(caller, object, columns);
-        Ok(self.read_one(object, id, &columns, false, scope.as_ref()).await?)
+        let Some(record) = self.read_one(object, id, &columns, false, scope.as_ref()).await? else { return Ok(None) };
+        let mut records = [record];
+        self.reveal(caller, object, &mut records, Via::Get, None).await?;
+        let [record] = records;
+        Ok(Some(record))
     }
 
     async fn list(&self, caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<Page> {
-        let query = scoped_list(caller, object, query)?;
-        Ok(self.read_page(object, &query, page_limit(&query)).await?)
+        let query = scoped_list(self, caller, object, query)?;
+        let mut page = self.read_page(object, &query, page_limit(&query)).await?;
+        self.reveal(caller, object, &mut page.records, Via::List, None).await?;
+        Ok(page)
     }
 
     async fn load_many(
@@ -57,7 +70,9 @@ impl RecordStore for Store {
         // A lookup to a record the caller may not see resolves to nothing, not to an error.
         let Ok(scope) = enforce::rows(caller, object.name.as_str(), Action::Read) else { return Ok(Vec::new()) };
         let columns = enforce::readable_columns(caller, object, columns);
-        Ok(self.read_many(object, ids, &columns, scope.as_ref()).await?)
+        let mut records = self.read_many(object, ids, &columns, scope.as_ref()).await?;
+        self.reveal(caller, object, &mut records, Via::Lookup, None).await?;
+        Ok(records)
     }
 
     async fn load_related(
@@ -69,8 +84,12 @@ impl RecordStore for Store {
         query: &ListQuery,
     ) -> DataResult<HashMap<String, Page>> {
         enforce::require_readable(caller, object, column)?;
-        let query = scoped_list(caller, object, query)?;
-        Ok(self.read_related(object, column, parents, &query, page_limit(&query)).await?)
+        let query = scoped_list(self, caller, object, query)?;
+        let mut pages = self.read_related(object, column, parents, &query, page_limit(&query)).await?;
+        for page in pages.values_mut() {
+            self.reveal(caller, object, &mut page.records, Via::List, None).await?;
+        }
+        Ok(pages)
     }
 
     async fn aggregate(
@@ -81,9 +100,15 @@ impl RecordStore for Store {
     ) -> DataResult<Vec<AggregateRow>> {
         for column in query.group_by.iter().chain(query.aggregates.iter().map(|(_, c)| c)) {
             enforce::require_readable(caller, object, column)?;
+            if let Some(f) = object.fields.iter().find(|f| &f.column() == column && f.is_encrypted()) {
+                return Err(DataError::bad_input(format!(
+                    "`{}` is encrypted: grouping by it or taking its minimum or maximum would need its plaintext",
+                    f.graphql_name()
+                )));
+            }
         }
         let query = AggregateQuery {
-            filter: enforce::read_filter(caller, object, query.filter.as_ref())?,
+            filter: self.hash_filter_opt(enforce::read_filter(caller, object, query.filter.as_ref())?)?,
             group_by: query.group_by.clone(),
             aggregates: query.aggregates.clone(),
             limit: query.limit,
@@ -99,7 +124,10 @@ impl RecordStore for Store {
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
-        self.create_records(caller, registry, object, inputs, upsert).await
+        let supplied = supplied_columns(object, &inputs);
+        let mut records = self.create_records(caller, registry, object, inputs, upsert).await?;
+        self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
+        Ok(records)
     }
 
     async fn update(
@@ -111,7 +139,12 @@ impl RecordStore for Store {
         input: RecordInput,
         expected_version: Option<i64>,
     ) -> DataResult<Record> {
-        self.update_record(caller, registry, object, id, input, expected_version).await
+        let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let record = self.update_record(caller, registry, object, id, input, expected_version).await?;
+        let mut records = [record];
+        self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
+        let [record] = records;
+        Ok(record)
     }
 
     async fn update_many(
@@ -122,15 +155,25 @@ impl RecordStore for Store {
         filter: Option<Filter>,
         input: RecordInput,
     ) -> DataResult<Vec<Record>> {
-        self.update_records(caller, registry, object, filter, input).await
+        let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let filter = self.hash_filter_opt(filter)?;
+        let mut records = self.update_records(caller, registry, object, filter, input).await?;
+        self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
+        Ok(records)
     }
 
     async fn delete(&self, caller: &Caller, object: &ObjectDefinition, id: &str) -> DataResult<Record> {
-        self.set_deleted(caller, object, id, true).await
+        let mut records = [self.set_deleted(caller, object, id, true).await?];
+        self.reveal(caller, object, &mut records, Via::Write, None).await?;
+        let [record] = records;
+        Ok(record)
     }
 
     async fn restore(&self, caller: &Caller, object: &ObjectDefinition, id: &str) -> DataResult<Record> {
-        self.set_deleted(caller, object, id, false).await
+        let mut records = [self.set_deleted(caller, object, id, false).await?];
+        self.reveal(caller, object, &mut records, Via::Write, None).await?;
+        let [record] = records;
+        Ok(record)
     }
 
     async fn destroy(

@@ -193,10 +193,27 @@ impl Store {
         for field in object.fields.iter().filter(|f| f.unique) {
             let column = field.column();
             let st = storage(field);
+            // An encrypted field is unique by its blind index: values that normalise alike
+            // (`+86 138-1234-5678`, `13812345678`) are the same value.
+            let encrypted = field.is_encrypted();
+            let checked = if encrypted { field.blind_index_column() } else { column.clone() };
+            let key_of = |v: &Value| -> DataResult<Value> {
+                Ok(match v {
+                    Value::Text(plain) if encrypted => Value::Text(self.blind_index_of(field, plain)?),
+                    other => other.clone(),
+                })
+            };
+            // While the field's values are being encrypted some rows are still plaintext.
+            let plain_too = encrypted && self.is_converting(object.name.as_str(), field.name.as_str());
             let mut seen: HashMap<String, usize> = HashMap::new();
             let mut values = Vec::new();
+            let mut plains = Vec::new();
             for (index, r) in rows {
                 let Some(v) = r.get(&column).filter(|v| !v.is_null()) else { continue };
+                if plain_too {
+                    plains.push(to_sql(v, st));
+                }
+                let v = &key_of(v)?;
                 let key = format!("{:?}", v);
                 if let Some(first) = seen.insert(key, *index) {
                     issues.push(
@@ -216,28 +233,41 @@ impl Store {
             let mut taken: HashSet<String> = HashSet::new();
             for chunk in values.chunks(1000) {
                 let q = Query::select()
-                    .columns(["id".to_string(), column.clone()])
+                    .columns(["id".to_string(), checked.clone()])
                     .from(object.table())
-                    .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
+                    .and_where(Expr::col(checked.clone()).is_in(chunk.iter().cloned()))
                     .to_owned();
                 for row in txn.query_all(&q).await? {
                     let id: String = row.try_get_by_index(0)?;
                     if exclude.contains(&id) {
                         continue;
                     }
-                    let v = super::codec::decode(&row, 1, st, self.backend, &column)?;
+                    let v = super::codec::decode(&row, 1, st, self.backend, &checked)?;
                     taken.insert(format!("{:?}", v));
                 }
             }
+            let mut taken_plain: HashSet<String> = HashSet::new();
+            for chunk in plains.chunks(1000) {
+                let q = Query::select()
+                    .columns(["id".to_string(), column.clone()])
+                    .from(object.table())
+                    .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
+                    .to_owned();
+                for row in txn.query_all(&q).await? {
+                    let id: String = row.try_get_by_index(0)?;
+                    if !exclude.contains(&id) {
+                        taken_plain.insert(format!("{:?}", super::codec::decode(&row, 1, st, self.backend, &column)?));
+                    }
+                }
+            }
             for (index, r) in rows {
-                if let Some(v) = r.get(&column)
-                    && taken.contains(&format!("{:?}", v))
-                {
+                let Some(given) = r.get(&column).filter(|v| !v.is_null()) else { continue };
+                if taken.contains(&format!("{:?}", key_of(given)?)) || taken_plain.contains(&format!("{:?}", given)) {
                     issues.push(
                         FieldIssue::new(
                             field.name.as_str(),
                             IssueCode::Unique,
-                            format!("{} is already used by another record", v.to_json(field)),
+                            format!("{} is already used by another record", given.to_json(field)),
                         )
                         .at(*index),
                     );

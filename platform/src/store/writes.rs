@@ -165,6 +165,7 @@ impl Store {
         }
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| c.to_string()).collect();
         columns.extend(object.fields.iter().map(|f| f.column()));
+        columns.extend(object.fields.iter().filter(|f| f.is_searchable()).map(|f| f.blind_index_column()));
         let storages: Vec<Storage> = columns
             .iter()
             .map(|c| {
@@ -233,34 +234,52 @@ impl Store {
         let now = now();
         let auto_numbers: Vec<&FieldDefinition> =
             object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
-        let prepared: Vec<(String, Row, Option<serde_json::Value>)> = rows
-            .iter()
-            .map(|input| {
-                let (id, row) = new_row(caller, input, now);
-                let after = auto_numbers.is_empty().then(|| image(object, &row, None));
-                (id, row, after)
-            })
-            .collect();
+        let mut prepared: Vec<(String, Row, Option<serde_json::Value>)> = Vec::with_capacity(rows.len());
+        for input in &rows {
+            let (id, mut row) = new_row(caller, input, now);
+            // Encrypted values are bound to their record, so they are sealed once it has an id;
+            // the audit image then holds the same envelopes as the table.
+            self.seal_row(object, &id, &mut row)?;
+            let after = auto_numbers.is_empty().then(|| image(object, &row, None));
+            prepared.push((id, row, after));
+        }
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
         let mut existing: HashMap<usize, Record> = HashMap::new();
         if let (Some(field), Some(u)) = (conflict_field, &upsert) {
             let column = field.column();
-            let keys: Vec<sea_query::Value> = rows
-                .iter()
-                .filter_map(|r| r.get(&column))
-                .filter(|v| !v.is_null())
-                .map(|v| to_sql(v, storage(field)))
-                .collect();
-            let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
-            let read = read_columns(object, &cols);
+            // An encrypted field matches through its blind index.
+            let match_column = if field.is_encrypted() { field.blind_index_column() } else { column.clone() };
+            let key_of = |v: &Value| -> DataResult<Option<Value>> {
+                Ok(match v {
+                    Value::Null => None,
+                    Value::Text(plain) if field.is_encrypted() => Some(Value::Text(self.blind_index_of(field, plain)?)),
+                    other => Some(other.clone()),
+                })
+            };
+            let mut row_keys: Vec<Option<Value>> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                row_keys.push(match r.get(&column) {
+                    Some(v) => key_of(v)?,
+                    None => None,
+                });
+            }
+            let keys: Vec<sea_query::Value> = row_keys.iter().flatten().map(|v| to_sql(v, storage(field))).collect();
+            let mut cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
+            if field.is_encrypted() {
+                cols.push(match_column.clone());
+            }
+            let mut read = read_columns(object, &cols);
+            if field.is_encrypted() {
+                read.push(super::reads::ReadColumn { name: match_column.clone(), storage: Storage::Text });
+            }
             let mut by_key: HashMap<String, Record> = HashMap::new();
             for chunk in keys.chunks(1000) {
                 let mut q = Query::select();
                 q.columns(read.iter().map(|c| c.name.clone()))
                     .from(object.table())
-                    .and_where(Expr::col(column.clone()).is_in(chunk.iter().cloned()))
+                    .and_where(Expr::col(match_column.clone()).is_in(chunk.iter().cloned()))
                     .and_where(Expr::col("deleted_at").is_null());
                 if let Some(f) = &update_scope {
                     q.cond_where(condition(f));
@@ -269,12 +288,16 @@ impl Store {
                     q.lock(sea_query::LockType::Update);
                 }
                 for row in txn.query_all(&q).await? {
-                    let rec = self.decode_record(&row, &read)?;
-                    by_key.insert(format!("{:?}", rec.get(&column)), rec);
+                    let mut rec = self.decode_record(&row, &read)?;
+                    let key = format!("{:?}", rec.get(&match_column));
+                    if field.is_encrypted() {
+                        rec.values.remove(&match_column);
+                    }
+                    by_key.insert(key, rec);
                 }
             }
             for (i, r) in rows.iter_mut().enumerate() {
-                if let Some(rec) = r.get(&column).and_then(|v| by_key.get(&format!("{:?}", v))) {
+                if let Some(rec) = row_keys[i].as_ref().and_then(|k| by_key.get(&format!("{:?}", k))) {
                     // Only the listed fields overwrite an existing record.
                     let allowed: HashSet<String> =
                         u.update.iter().filter_map(|n| object.field(n)).map(|f| f.column()).collect();
@@ -319,7 +342,7 @@ impl Store {
         }
         self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
         for (i, id, values) in new_rows {
-            out[i] = Some(Record { id, values });
+            out[i] = Some(Record { id, values, broken: Vec::new() });
         }
         for (i, rec) in existing {
             let patch = rows[i].clone();
@@ -358,6 +381,8 @@ impl Store {
                 field_errors: Vec::new(),
             });
         }
+        let mut patch = patch;
+        self.seal_row(object, &current.id, &mut patch)?;
         let now = now();
         let mut update = Query::update();
         update.table(object.table());
@@ -397,7 +422,7 @@ impl Store {
                 .on(object.name.as_str(), Some(&current.id))
                 .images(Some(before), Some(after)),
         );
-        Ok(Record { id: current.id, values })
+        Ok(Record { id: current.id, values, broken: Vec::new() })
     }
 
     async fn lock_record(
@@ -568,7 +593,7 @@ impl Store {
         values.insert("version".into(), Value::Int(version + 1));
         values.insert("updated_at".into(), Value::DateTime(now));
         values.insert("updated_by".into(), Value::Text(caller.user_id.clone()));
-        Ok(Record { id: id.to_string(), values })
+        Ok(Record { id: id.to_string(), values, broken: Vec::new() })
     }
 
     /// Deletes a record permanently, clearing lookups that point at it.
