@@ -2,7 +2,7 @@
 //! in one transaction with the metadata rows and the version bump.
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, TypeChange, Value};
 
@@ -154,7 +154,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<i64> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let current = self.metadata_version(&txn).await?;
         if current != expected_version {
             return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Query};
 use tessera_metadata::{
     Action, FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value,
@@ -187,7 +187,7 @@ impl Store {
     }
 
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
-        Ok(self.writer.begin().await?)
+        Ok(self.begin_write().await?)
     }
 
     /// Creates records (all or nothing); with `upsert`, inputs matching an existing record on
