@@ -14,6 +14,9 @@
 //! Keys are `Secret`s: their `Debug` prints nothing, there is no `Display`, and their bytes are
 //! wiped when dropped.
 
+pub mod backup;
+pub mod keys;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

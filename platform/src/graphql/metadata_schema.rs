@@ -17,7 +17,7 @@ use crate::store::{AuditEntry, AuditQuery, Store};
 pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct MetaQuery(CatalogQuery, IdentityQuery);
+pub struct MetaQuery(CatalogQuery, IdentityQuery, super::keys_schema::KeysQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MetaMutation(CatalogMutation, IdentityMutation);
