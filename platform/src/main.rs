@@ -1,12 +1,17 @@
 //! The `tessera` command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 // glibc's per-thread arenas fragment under many small short-lived allocations and keep freed
 // memory; mimalloc is faster here and returns memory to the system.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use tessera_platform::crypto::Secret;
 use tessera_platform::server::{Config, start};
+
+mod keys_cli;
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "Tessera: a metadata-driven CRM platform")]
@@ -34,6 +39,18 @@ enum Command {
         /// Refuse schema introspection on the data API.
         #[arg(long, env = "TESSERA_DISABLE_INTROSPECTION")]
         disable_introspection: bool,
+        /// The master key file of field encryption (default ./tessera.key; generated on first
+        /// start, its path printed).
+        #[arg(long, env = "TESSERA_DATA_KEY_FILE")]
+        data_key_file: Option<PathBuf>,
+        /// The master key itself, base64; wins over the file.
+        #[arg(long = "data-key", env = "TESSERA_DATA_KEY", hide_env_values = true, hide = true)]
+        data_key: Option<String>,
+    },
+    /// Field encryption keys: status, online rotation, offline backups.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
     },
 }
 
@@ -44,8 +61,31 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { database_url, bind, admin_email, admin_password, disable_introspection } => {
-            let mut config = Config { database_url, bind, admin_email, admin_password, ..Config::default() };
+        Command::Keys { command } => match keys_cli::run(command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tessera: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Command::Serve {
+            database_url,
+            bind,
+            admin_email,
+            admin_password,
+            disable_introspection,
+            data_key_file,
+            data_key,
+        } => {
+            let mut config = Config {
+                database_url,
+                bind,
+                admin_email,
+                admin_password,
+                data_key_file,
+                data_key: data_key.map(Secret::new),
+                ..Config::default()
+            };
             config.limits.introspection = !disable_introspection;
             match start(config).await {
                 Ok(server) => {

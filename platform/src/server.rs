@@ -1,12 +1,15 @@
 //! Start-up: configuration, database, first admin, metadata snapshot, and the HTTP listener.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::access::AccessService;
+use crate::crypto::Secret;
+use crate::crypto::keys::{self, KeyError, KeySource, Opened};
 use crate::graphql::data_schema::Limits;
 use crate::graphql::metadata_schema::{self, MetadataSchema};
 use crate::http;
@@ -26,6 +29,10 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     pub limits: Limits,
     pub login_limits: crate::auth::LoginLimits,
+    /// The master key file of field encryption (default `./tessera.key`).
+    pub data_key_file: Option<PathBuf>,
+    /// The master key itself (base64, from `TESSERA_DATA_KEY`); wins over the file.
+    pub data_key: Option<Secret<String>>,
 }
 
 impl Default for Config {
@@ -39,6 +46,8 @@ impl Default for Config {
             request_timeout: std::time::Duration::from_secs(30),
             limits: Limits::default(),
             login_limits: crate::auth::LoginLimits::default(),
+            data_key_file: None,
+            data_key: None,
         }
     }
 }
@@ -53,6 +62,8 @@ pub enum StartError {
     Admin,
     #[error("cannot load access rules: {0}")]
     Access(String),
+    #[error("cannot set up field encryption: {0}")]
+    Keys(#[from] KeyError),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
 }
@@ -117,6 +128,15 @@ impl RunningServer {
 /// Opens the database, prepares the first admin and metadata, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let store = Store::connect(&config.database_url).await?;
+    let source = KeySource::new(config.data_key_file.clone(), config.data_key.clone());
+    if let Opened::Created(Some(path)) = keys::open_or_create(&store, &source).await? {
+        // Printed once, like the first admin's password: the operator must know where it is.
+        println!(
+            "Generated the master key of field encryption in {}.\nKeep a copy apart from the database backups \
+             (see `tessera keys export-backup`): without it, encrypted fields cannot be read.",
+            path.display()
+        );
+    }
     match crate::auth::ensure_admin(&store, config.admin_email.as_deref(), config.admin_password.as_deref()).await {
         Ok(Some((email, password))) => {
             // Printed once, on purpose: this is the only way to learn a generated password.
@@ -143,8 +163,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let router = http::router(state.clone());
-    let watcher = tokio::spawn(watch_changes(state.metadata.clone(), state.access.clone()));
+    let watcher = tokio::spawn(watch_changes(store.clone(), state.metadata.clone(), state.access.clone()));
     let maintenance = store.spawn_maintenance();
+    let key_jobs = store.spawn_key_jobs();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // The peer address throttles sign-ins per client.
@@ -156,6 +177,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "server stopped");
         }
         watcher.abort();
+        key_jobs.abort();
         if let Some(m) = maintenance {
             m.abort();
         }
@@ -164,10 +186,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer { addr, store, state, stop, task })
 }
 
-/// App nodes are stateless and may share one PostgreSQL database: each polls the metadata and
-/// access versions, so a change made through one node (a new field, a revoked token, a changed
-/// role) reaches the others within a second.
-async fn watch_changes(metadata: Arc<MetadataService>, access: Arc<AccessService>) {
+/// App nodes are stateless and may share one PostgreSQL database: each polls the metadata,
+/// access and key ring versions, so a change made through one node (a new field, a revoked
+/// token, a changed role, a new data key) reaches the others within a second.
+async fn watch_changes(store: Store, metadata: Arc<MetadataService>, access: Arc<AccessService>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -177,6 +199,9 @@ async fn watch_changes(metadata: Arc<MetadataService>, access: Arc<AccessService
         }
         if let Err(e) = access.refresh().await {
             tracing::warn!(error = %e, "access refresh failed");
+        }
+        if let Err(e) = store.refresh_key_ring().await {
+            tracing::warn!(error = %e, "key ring refresh failed");
         }
     }
 }

@@ -94,6 +94,8 @@ impl TestServer {
             bind: "127.0.0.1:0".into(),
             admin_email: Some(ADMIN_EMAIL.into()),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            // Each database's master key lives beside it, not in the working directory.
+            data_key_file: Some(db.key_file()),
             ..Config::default()
         };
         let server = start(config).await.expect("server starts");
@@ -304,4 +306,23 @@ macro_rules! each_backend {
             $t.stop().await;
         }
     };
+}
+
+impl TestDatabase {
+    /// The master key file of this database's tests (in its temporary directory).
+    pub fn key_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("tessera.key")
+    }
+}
+
+impl TestServer {
+    /// Starts a server on a database made beforehand (whose key file the test knows).
+    pub async fn start_on_database(db: TestDatabase) -> TestServer {
+        Self::start_on(db).await
+    }
+
+    /// The master key file of the server's database.
+    pub fn key_file(&self) -> Option<std::path::PathBuf> {
+        self.db.as_ref().map(TestDatabase::key_file)
+    }
 }

@@ -70,6 +70,9 @@ struct Args {
     /// Users in the manager hierarchy that owns the contacts (for the TEAM-scope figure).
     #[arg(long, default_value_t = 1_000)]
     users: usize,
+    /// Only figure (h): encrypted fields against the same fields in plain text.
+    #[arg(long)]
+    sensitive_only: bool,
 }
 
 #[rustfmt::skip]
@@ -317,6 +320,146 @@ async fn create_batch(api: &Api, plural: &str, input: &str, mut rows: Vec<Json>)
     Ok(ids)
 }
 
+/// The phone number of bench record `i`: distinct for every `i` below 10^8 and in no
+/// particular order, as real numbers arrive (sequential numbers would flatter a plain index,
+/// whose inserts would then all land at its right edge).
+fn phone_number(i: usize) -> String {
+    format!("138{:08}", (i as u64 * 48_271 + 12_345) % 100_000_000)
+}
+
+/// Figure (h): two objects with the same fields and data, one with its phone encrypted and
+/// searchable and its ID number encrypted, the other with both in plain text (the phone
+/// indexed). Loads both in alternating batches, then compares, in alternating rounds, a list
+/// read that returns both fields (decrypted for the admin, and logged) and an `eq` lookup on the
+/// phone (blind index against the plain index).
+async fn sensitive_figures(api: &Api, args: &Args) -> BoxResult<()> {
+    let objects =
+        [("plain_person", "plain_persons", "PlainPerson"), ("secure_person", "secure_persons", "SecurePerson")];
+    for (name, plural, _) in objects {
+        api.meta(&format!(
+            r#"mutation {{ createObject(input: {{name: "{name}", pluralName: "{plural}", label: "{name}", pluralLabel: "{plural}"}}) {{ name }} }}"#
+        ))
+        .await?;
+        let secure = name == "secure_person";
+        let (phone, id_number) = if secure {
+            (
+                "PHONE, sensitive: {encrypted: true, searchable: true}",
+                "TEXT, sensitive: {encrypted: true, mask: ID_NUMBER}",
+            )
+        } else {
+            ("PHONE, indexed: true", "TEXT")
+        };
+        for (field, ty) in
+            [("name", "TEXT"), ("city", "TEXT, indexed: true"), ("phone", phone), ("id_number", id_number)]
+        {
+            api.meta(&format!(
+                r#"mutation {{ createField(object: "{name}", input: {{name: "{field}", label: "{field}", type: {ty}}}) {{ name }} }}"#
+            ))
+            .await?;
+        }
+    }
+    let n = args.contacts;
+    eprintln!("(h) loading {n} records into each of two objects, alternating batches…");
+    let row = |i: usize| {
+        json!({"name": format!("{} {}", FIRST_NAMES[i % 12], LAST_NAMES[(i / 12) % 12]),
+               "city": CITIES[i % CITIES.len()], "phone": phone_number(i),
+               "idNumber": format!("110101{:08}{:04}", 19_700_101 + i % 9_000, i % 10_000)})
+    };
+    let mut spent = [Duration::ZERO, Duration::ZERO];
+    for start in (0..n).step_by(1_000) {
+        let rows: Vec<Json> = (start..(start + 1_000).min(n)).map(row).collect();
+        for (k, (_, _, tn)) in objects.iter().enumerate() {
+            let t = Instant::now();
+            create_batch(api, &format!("{tn}s"), &format!("{tn}Input"), rows.clone()).await?;
+            spent[k] += t.elapsed();
+        }
+    }
+    let insert = [n as f64 / spent[0].as_secs_f64(), n as f64 / spent[1].as_secs_f64()];
+    let (secs, conc) = (args.seconds / 2.0, args.concurrency);
+    const LIST_PLAIN: &str =
+        "query($v: String!) { plainPersons(filter: {city: {eq: $v}}, first: 50) { nodes { id name phone idNumber } } }";
+    const LIST_SECURE: &str = "query($v: String!) { securePersons(filter: {city: {eq: $v}}, first: 50) { nodes { id name phone idNumber } } }";
+    const EQ_PLAIN: &str = "query($v: String!) { plainPersons(filter: {phone: {eq: $v}}) { nodes { id name } } }";
+    const EQ_SECURE: &str = "query($v: String!) { securePersons(filter: {phone: {eq: $v}}) { nodes { id name } } }";
+    const PAGE_PLAIN: &str = "{ plainPersons(first: 50) { nodes { id name phone idNumber } } }";
+    const PAGE_SECURE: &str = "{ securePersons(first: 50) { nodes { id name phone idNumber } } }";
+    let city = |i: usize| json!({"v": CITIES[i % CITIES.len()]});
+    // The same text for both: the plain index compares it as written, the blind index after
+    // normalising it.
+    let phone = move |i: usize| json!({"v": phone_number((i * 7919) % n)});
+    let mut list = [Vec::new(), Vec::new()];
+    let mut page = [Vec::new(), Vec::new()];
+    let mut eq = [Vec::new(), Vec::new()];
+    eprintln!("(h) measuring ({secs} s per round, 2 alternating rounds each, concurrency {conc})…");
+    for _ in 0..2 {
+        list[0].push(gql_load(api, secs, conc, LIST_PLAIN, city).await);
+        list[1].push(gql_load(api, secs, conc, LIST_SECURE, city).await);
+        page[0].push(gql_load(api, secs, conc, PAGE_PLAIN, |_| json!({})).await);
+        page[1].push(gql_load(api, secs, conc, PAGE_SECURE, |_| json!({})).await);
+        eq[0].push(gql_load(api, secs, conc, EQ_PLAIN, phone).await);
+        eq[1].push(gql_load(api, secs, conc, EQ_SECURE, phone).await);
+    }
+    let rate = |runs: &[Stats]| runs.iter().map(Stats::rate).sum::<f64>() / runs.len() as f64;
+    let errors: usize = list.iter().chain(&page).chain(&eq).flatten().map(|s| s.errors).sum();
+    if let Some(e) = list.iter().chain(&page).chain(&eq).flatten().find_map(|s| s.first_error.clone()) {
+        eprintln!("(h) first error: {e}");
+    }
+    let pass = |ok: bool| if ok { "PASS" } else { "MISS" };
+    let insert_ratio = insert[1] / insert[0];
+    let (lp, ls) = (rate(&list[0]), rate(&list[1]));
+    let (pp, ps) = (rate(&page[0]), rate(&page[1]));
+    let (ep, es) = (rate(&eq[0]), rate(&eq[1]));
+    println!("(h) encrypted fields (phone: encrypted + searchable, ID number: encrypted) vs plain, {n} records each");
+    println!(
+        "    insert: plain {:.0} rows/s, encrypted {:.0} rows/s → {:.0}% (target ≥ 85%: {})",
+        insert[0],
+        insert[1],
+        insert_ratio * 100.0,
+        pass(insert_ratio >= 0.85)
+    );
+    println!(
+        "    first page of 50 with both fields (admin: decrypted, logged): plain {pp:.0} req/s, encrypted {ps:.0} req/s → {:.0}% (target ≥ 85%: {})",
+        ps / pp * 100.0,
+        pass(ps / pp >= 0.85)
+    );
+    println!(
+        "    50 of a city's 2,000 (city index; every match read to sort by id): plain {lp:.0} req/s, encrypted {ls:.0} req/s → {:.0}% (target ≥ 85%: {})",
+        ls / lp * 100.0,
+        pass(ls / lp >= 0.85)
+    );
+    println!(
+        "    eq on phone: plain index {ep:.0} req/s, blind index {es:.0} req/s → {:.0}% (target within 20%: {})",
+        es / ep * 100.0,
+        pass(es / ep >= 0.8)
+    );
+    println!("    request errors: {errors}");
+    let (encrypt, decrypt, index) = crypto_costs();
+    println!("    per value: encrypt {encrypt:.2} µs, decrypt {decrypt:.2} µs, blind index {index:.2} µs");
+    Ok(())
+}
+
+/// Microseconds per value of sealing, opening and blind-indexing an 11-digit phone number.
+fn crypto_costs() -> (f64, f64, f64) {
+    use tessera_platform::crypto::{Aad, KeyMaterial, KeyRing};
+    let ring = KeyRing::new(vec![(1, KeyMaterial::generate())], 1, &KeyMaterial::generate());
+    let n = 200_000;
+    let ids: Vec<String> = (0..1_000).map(|i| format!("0193a5b0-0000-7000-8000-{i:012}")).collect();
+    let aad = |i: usize| Aad { object: "contact", field: "phone", record_id: &ids[i % ids.len()] };
+    let t = Instant::now();
+    let sealed: Vec<String> = (0..n).map(|i| ring.encrypt(aad(i), &phone_number(i))).collect();
+    let encrypt = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    let opened = sealed.iter().enumerate().filter(|(i, s)| ring.decrypt(aad(*i), s).is_ok()).count();
+    let decrypt = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    assert_eq!(opened, n);
+    let t = Instant::now();
+    let indexed: usize =
+        (0..n).map(|i| ring.blind_index(tessera_metadata::FieldType::Phone, &phone_number(i)).len()).sum();
+    let index = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    assert!(indexed > 0);
+    (encrypt, decrypt, index)
+}
+
 /// Levels of the chain at the top of the bench hierarchy; below it each manager has 3 reports.
 const CHAIN: usize = 20;
 
@@ -525,13 +668,20 @@ async fn run(args: Args) -> BoxResult<()> {
         }
     };
     let (email, password) = ("bench@example.com", format!("bench-{}", uuid::Uuid::new_v4()));
-    let server = ServerProcess::spawn(&database_url, email, &password)?;
+    std::fs::create_dir_all(&temp_dir)?;
+    let server = ServerProcess::spawn(&database_url, email, &password, &temp_dir.join("bench.key"))?;
     // The raw-SQL comparison goes through the same driver on the same database.
     let store = Store::connect(&database_url).await?;
     let api = Api::login(format!("http://{}", server.addr), email, &password).await?;
     let (secs, conc) = (args.seconds, args.concurrency);
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
 
+    if args.sensitive_only {
+        let result = sensitive_figures(&api, &args).await;
+        server.stop();
+        let _ = std::fs::remove_dir_all(&temp_dir);
+        return result;
+    }
     create_schema(&api).await?;
     eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
     let account_ids = load_accounts(&api, &args).await?;
@@ -678,18 +828,26 @@ struct ServerProcess {
 const SERVE_ENV: &str = "TESSERA_BENCH_SERVE";
 
 impl ServerProcess {
-    fn spawn(database_url: &str, email: &str, password: &str) -> BoxResult<ServerProcess> {
+    fn spawn(database_url: &str, email: &str, password: &str, key_file: &std::path::Path) -> BoxResult<ServerProcess> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(std::env::current_exe()?)
             .env(SERVE_ENV, database_url)
             .env("TESSERA_ADMIN_EMAIL", email)
             .env("TESSERA_ADMIN_PASSWORD", password)
+            .env("TESSERA_DATA_KEY_FILE", key_file)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().ok_or("server process has no stdout")?;
+        // The server may print notices first (a generated master key, a generated password).
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        for _ in 0..20 {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 || line.starts_with("LISTENING ") {
+                break;
+            }
+        }
         let addr = line.strip_prefix("LISTENING ").map(|a| a.trim().to_string());
         match addr {
             Some(addr) => Ok(ServerProcess { pid: child.id(), child, addr }),
@@ -721,6 +879,7 @@ async fn serve(database_url: String) -> BoxResult<()> {
         bind: "127.0.0.1:0".into(),
         admin_email: std::env::var("TESSERA_ADMIN_EMAIL").ok(),
         admin_password: std::env::var("TESSERA_ADMIN_PASSWORD").ok(),
+        data_key_file: std::env::var("TESSERA_DATA_KEY_FILE").ok().map(std::path::PathBuf::from),
         ..Config::default()
     };
     let server = start(config).await?;

@@ -14,6 +14,9 @@
 //! Keys are `Secret`s: their `Debug` prints nothing, there is no `Display`, and their bytes are
 //! wiped when dropped.
 
+pub mod backup;
+pub mod keys;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -144,7 +147,11 @@ impl MasterKey {
 
 /// `nonce ‖ ciphertext ‖ tag`, base64.
 fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> String {
-    let nonce = Nonce::<Aes256Gcm>::generate();
+    // 96 random bits from the thread's CSPRNG (ChaCha, seeded and reseeded from the operating
+    // system): as unpredictable as asking the OS each time, without a system call per value.
+    let mut bytes = [0u8; NONCE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let nonce = Nonce::<Aes256Gcm>::from(bytes);
     // Encryption with a valid key and nonce cannot fail for messages this small.
     let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
     let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());

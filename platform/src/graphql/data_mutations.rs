@@ -117,7 +117,7 @@ pub(super) fn add_mutations(
             let object = object_of(&shared, &name)?;
             let dc = data(&ctx)?;
             let filter = match arg_value(&ctx, "filter") {
-                Some(f) => parse_filter(&shared.registry, &object, f).map_err(data_error)?,
+                Some(f) => parse_filter(&shared.registry, &shared.access, &object, f).map_err(data_error)?,
                 None => None,
             };
             let input = InputFields::new(&object).record(ctx.args.try_get("data")?.as_value());

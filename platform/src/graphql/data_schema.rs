@@ -54,6 +54,8 @@ pub struct DataContext {
 pub(super) struct Shared {
     pub registry: Arc<Registry>,
     pub limits: Limits,
+    /// The access this schema was generated for (filters on fields shown masked are limited).
+    pub access: AccessProfile,
 }
 
 pub(super) fn data<'a>(ctx: &ResolverContext<'a>) -> Result<&'a DataContext, Error> {
@@ -86,7 +88,7 @@ fn visible(object: &ObjectDefinition, access: &AccessProfile) -> Option<Arc<Obje
 /// not read, fields they may not read and mutations they may not run are not in it at all.
 /// Resolvers get the full definitions, so defaults and validation of hidden fields still apply.
 pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) -> Result<Schema, SchemaError> {
-    let shared = Arc::new(Shared { registry: registry.clone(), limits: limits.clone() });
+    let shared = Arc::new(Shared { registry: registry.clone(), limits: limits.clone(), access: access.clone() });
     let views: Vec<Arc<ObjectDefinition>> = registry.objects().filter_map(|o| visible(o, access)).collect();
     let allowed = |o: &ObjectDefinition| {
         let grant = access.object(o.name.as_str());
@@ -559,7 +561,7 @@ fn add_queries(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, query: Obje
                 let dc = data(&ctx)?;
                 let mut q = AggregateQuery { limit: 1, ..Default::default() };
                 if let Some(f) = arg_value(&ctx, "filter") {
-                    q.filter = parse_filter(&shared.registry, &object, f).map_err(data_error)?;
+                    q.filter = parse_filter(&shared.registry, &shared.access, &object, f).map_err(data_error)?;
                 }
                 q.aggregates = requested_aggregates(&object, &ctx);
                 let rows = dc.store.aggregate(&dc.caller, &object, &q).await.map_err(data_error)?;
@@ -597,7 +599,7 @@ fn add_queries(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, query: Obje
                     return Err(data_error(DataError::bad_input("groupBy takes 1 to 5 fields")));
                 }
                 if let Some(f) = arg_value(&ctx, "filter") {
-                    q.filter = parse_filter(&shared.registry, &object, f).map_err(data_error)?;
+                    q.filter = parse_filter(&shared.registry, &shared.access, &object, f).map_err(data_error)?;
                 }
                 let first = match ctx.args.get("first") {
                     Some(v) if !v.is_null() => v.u64()?,

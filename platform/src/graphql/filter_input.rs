@@ -3,8 +3,8 @@
 use async_graphql::Value as GqlValue;
 use async_graphql::dynamic::{Enum, EnumItem, InputObject, InputValue, TypeRef};
 use tessera_metadata::{
-    FieldDefinition, FieldType, Filter, FilterOp, NullsOrder, ObjectDefinition, OrderKey, Registry, SortDirection,
-    Value,
+    AccessProfile, FieldDefinition, FieldType, Filter, FilterOp, Mask, NullsOrder, ObjectDefinition, OrderKey,
+    Registry, SortDirection, Value,
 };
 
 use super::DataError;
@@ -170,6 +170,27 @@ fn filter_value(field: &FieldDefinition, value: &GqlValue) -> Result<Value, Data
         .map_err(|issue| DataError::bad_input(format!("filter on `{}`: {}", field.graphql_name(), issue.message)))
 }
 
+/// Whether the caller sees a sensitive field's values masked.
+fn masked(access: &AccessProfile, object: &ObjectDefinition, field: &FieldDefinition) -> bool {
+    field.sensitive.is_some_and(|s| s.mask != Mask::None)
+        && !access.object(object.name.as_str()).unmasked(field.name.as_str())
+}
+
+/// Comparisons other than equality would let a caller who sees a field masked recover its
+/// values piece by piece (`startsWith: "1381"`, ranges), so they are refused on such fields.
+fn refuse_unmasking_ops(field: &FieldDefinition, ops: &GqlValue) -> Result<(), DataError> {
+    let GqlValue::Object(map) = ops else { return Ok(()) };
+    for (op, v) in map {
+        if !matches!(v, GqlValue::Null) && !matches!(op.as_str(), "eq" | "neq" | "in" | "notIn" | "isNull") {
+            return Err(DataError::bad_input(format!(
+                "`{}` is shown to you masked: only `eq`, `neq`, `in`, `notIn` and `isNull` filters work on it, not `{op}`",
+                field.graphql_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Conditions on an encrypted field: `isNull` always; `eq` and `in` through the blind index of a
 /// searchable field; anything else would need the plaintext and is refused, saying why.
 fn parse_encrypted_ops(
@@ -272,14 +293,16 @@ fn parse_ops(column: &str, field: &FieldDefinition, ops: &GqlValue) -> Result<Ve
 /// Parses a `…Filter` input value.
 pub fn parse_filter(
     registry: &Registry,
+    access: &AccessProfile,
     object: &ObjectDefinition,
     value: &GqlValue,
 ) -> Result<Option<Filter>, DataError> {
-    parse_filter_at(registry, object, value, 0)
+    parse_filter_at(registry, access, object, value, 0)
 }
 
 fn parse_filter_at(
     registry: &Registry,
+    access: &AccessProfile,
     object: &ObjectDefinition,
     value: &GqlValue,
     depth: usize,
@@ -298,12 +321,12 @@ fn parse_filter_at(
                 let GqlValue::List(items) = v else { continue };
                 let mut subs = Vec::new();
                 for item in items {
-                    subs.extend(parse_filter_at(registry, object, item, depth + 1)?);
+                    subs.extend(parse_filter_at(registry, access, object, item, depth + 1)?);
                 }
                 parts.push(if key.as_str() == "and" { Filter::And(subs) } else { Filter::Or(subs) });
             }
             "not" => {
-                if let Some(inner) = parse_filter_at(registry, object, v, depth + 1)? {
+                if let Some(inner) = parse_filter_at(registry, access, object, v, depth + 1)? {
                     parts.push(Filter::Not(Box::new(inner)));
                 }
             }
@@ -314,7 +337,7 @@ fn parse_filter_at(
                     if field.field_type == FieldType::Lookup {
                         let target = field.target.as_ref().and_then(|t| registry.object(t.as_str()));
                         let Some(target) = target else { continue };
-                        if let Some(inner) = parse_filter_at(registry, target, v, depth + 1)? {
+                        if let Some(inner) = parse_filter_at(registry, access, target, v, depth + 1)? {
                             parts.push(Filter::Related {
                                 column: field.column(),
                                 target: target.name.clone(),
@@ -324,6 +347,9 @@ fn parse_filter_at(
                     } else if field.is_encrypted() {
                         parts.extend(parse_encrypted_ops(object, field, v)?);
                     } else {
+                        if masked(access, object, field) {
+                            refuse_unmasking_ops(field, v)?;
+                        }
                         parts.extend(parse_ops(&field.column(), field, v)?);
                     }
                 } else if let Some(field) =
@@ -346,7 +372,11 @@ fn parse_filter_at(
 }
 
 /// Parses `orderBy: [{field: AscNullsLast}, …]`.
-pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<OrderKey>, DataError> {
+pub fn parse_order(
+    access: &AccessProfile,
+    object: &ObjectDefinition,
+    value: &GqlValue,
+) -> Result<Vec<OrderKey>, DataError> {
     let items: Vec<&GqlValue> = match value {
         GqlValue::List(items) => items.iter().collect(),
         GqlValue::Null => Vec::new(),
@@ -376,6 +406,11 @@ pub fn parse_order(object: &ObjectDefinition, value: &GqlValue) -> Result<Vec<Or
                     if field.is_encrypted() {
                         return Err(DataError::bad_input(format!(
                             "cannot sort by `{name}`: it is encrypted, and sorting would need its plaintext"
+                        )));
+                    }
+                    if masked(access, object, field) {
+                        return Err(DataError::bad_input(format!(
+                            "cannot sort by `{name}`: it is shown to you masked, and its order would reveal it"
                         )));
                     }
                     field.column()

@@ -18,7 +18,7 @@ use crate::store::{AuditEntry, AuditQuery, Store};
 pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct MetaQuery(CatalogQuery, IdentityQuery, PrivacyQuery);
+pub struct MetaQuery(CatalogQuery, IdentityQuery, PrivacyQuery, super::keys_schema::KeysQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MetaMutation(CatalogMutation, IdentityMutation, PrivacyMutation);

@@ -8,6 +8,7 @@ pub mod data_schema;
 mod errors;
 mod filter_input;
 mod identity_schema;
+mod keys_schema;
 pub mod metadata_schema;
 mod prefetch;
 mod privacy_schema;

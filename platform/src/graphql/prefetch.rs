@@ -113,11 +113,11 @@ pub fn list_query(
         before: string_arg(args, "before"),
     };
     let filter = match arg(args, "filter") {
-        Some(f) => parse_filter(&shared.registry, object, f)?,
+        Some(f) => parse_filter(&shared.registry, &shared.access, object, f)?,
         None => None,
     };
     let order = match arg(args, "orderBy") {
-        Some(o) => parse_order(object, o)?,
+        Some(o) => parse_order(&shared.access, object, o)?,
         None => Vec::new(),
     };
     for k in &order {

@@ -117,7 +117,7 @@ pub struct SensitiveAccessGql {
 impl From<SensitiveRead> for SensitiveAccessGql {
     fn from(r: SensitiveRead) -> SensitiveAccessGql {
         SensitiveAccessGql {
-            id: r.id.to_string(),
+            id: r.id,
             at: r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             user_id: r.user_id,
             object: r.object,
@@ -165,12 +165,11 @@ impl PrivacyQuery {
         if first == 0 || first > 500 {
             return Err(gql_error("BAD_USER_INPUT", "first must be between 1 and 500"));
         }
-        let before_id = match after {
-            Some(a) => Some(a.parse::<i64>().map_err(|_| gql_error("BAD_USER_INPUT", "after: not an entry id"))?),
-            None => None,
-        };
-        let q = SensitiveReadQuery { object, record_id, user_id: user, before_id, limit: first };
-        let rows = ctx.data::<Store>()?.sensitive_reads(&q).await.map_err(internal)?;
+        let q = SensitiveReadQuery { object, record_id, user_id: user, after, limit: first };
+        let rows = ctx.data::<Store>()?.sensitive_reads(&q).await.map_err(|e| match e {
+            crate::store::StoreError::Refused(m) => gql_error("BAD_USER_INPUT", m),
+            other => internal(other),
+        })?;
         Ok(rows.into_iter().map(SensitiveAccessGql::from).collect())
     }
 }

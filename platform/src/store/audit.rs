@@ -1,7 +1,7 @@
 //! The append-only audit log of metadata changes, record writes and sign-in events.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend};
 use sea_query::{Expr, ExprTrait, Order, Query};
 
 use super::{
@@ -97,7 +97,7 @@ impl Store {
     /// Appends entries outside any other write (sign-in events).
     pub async fn audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         append(&txn, entries, self.backend).await?;
         txn.commit().await?;
         Ok(())

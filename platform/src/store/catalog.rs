@@ -2,13 +2,17 @@
 //! in one transaction with the metadata rows and the version bump.
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, TypeChange, Value};
 
 use super::audit::{AuditEntry, append};
 use super::codec::{Storage, decode, storage, to_sql};
 use super::{Store, StoreError, StoreResult, ddl};
+
+/// Tables with at most this many rows have their values encrypted (or indexed) within the
+/// metadata change itself; larger ones are converted online by the background job.
+const INLINE_CONVERSION_ROWS: i64 = 2_000;
 
 /// One metadata change, carrying the object definition as it will be after the change.
 /// (One change exists per request, so the size of its largest variant does not matter.)
@@ -154,7 +158,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<i64> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let current = self.metadata_version(&txn).await?;
         if current != expected_version {
             return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));
@@ -211,10 +215,15 @@ impl Store {
         txn.commit().await?;
         drop(_guard);
         self.schema_changed();
-        if let MetadataChange::UpdateField { before, after, .. } = change
+        if let MetadataChange::UpdateField { before, after, object, .. } = change
             && after.is_encrypted()
-            && !before.is_encrypted()
+            && (!before.is_encrypted() || !before.is_searchable())
         {
+            // Reads on this node accept plaintext from now until the conversion is done, not
+            // only from the next poll of the job table.
+            if let Err(e) = self.refresh_converting().await {
+                tracing::warn!(error = %e, object = %object.name, "cannot refresh the fields being converted");
+            }
             self.forget_old_pages().await;
         }
         Ok(next)
@@ -339,7 +348,15 @@ impl Store {
         if after.is_searchable() && !before.is_searchable() {
             txn.execute(&ddl::add_blind_index_column(&table, after)).await?;
         }
-        self.rewrite_protected_values(txn, object, before, after).await?;
+        // Values are encrypted or indexed here when there are few; otherwise by the background
+        // conversion, online, in batches (reads and searches accept plaintext meanwhile).
+        // Turning encryption off always decrypts here, so no ciphertext outlives the setting.
+        let online = after.is_encrypted() && self.count_records(txn, object).await? > INLINE_CONVERSION_ROWS;
+        self.rewrite_protected_values(txn, object, before, after, !online).await?;
+        if online {
+            super::rekey::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
+                .await?;
+        }
         if before.is_searchable() && !after.is_searchable() {
             txn.execute(&ddl::drop_column(&table, &index)).await?;
         }
@@ -349,20 +366,27 @@ impl Store {
         if let Some(ix) = ddl::field_index(&table, after, &column) {
             txn.execute(&ix).await?;
         }
-        if after.is_encrypted() && !before.is_encrypted() {
+        if after.is_encrypted() && !before.is_encrypted() && !online {
             self.seal_audit_images(txn, object, after).await?;
         }
         Ok(())
     }
 
+    async fn count_records(&self, txn: &DatabaseTransaction, object: &ObjectDefinition) -> StoreResult<i64> {
+        let q = Query::select().expr(Func::count(Expr::col("id"))).from(object.table()).to_owned();
+        Ok(txn.query_one(&q).await?.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+    }
+
     /// Rewrites every stored value of a field from its protection `before` to `after`, in the
-    /// metadata change's transaction.
+    /// metadata change's transaction (with `write` false, only checks that the normalised
+    /// values of a unique field are unique, for a conversion that runs later).
     async fn rewrite_protected_values(
         &self,
         txn: &DatabaseTransaction,
         object: &ObjectDefinition,
         before: &FieldDefinition,
         after: &FieldDefinition,
+        write: bool,
     ) -> StoreResult<()> {
         let table = object.table();
         let column = after.column();
@@ -423,7 +447,9 @@ impl Store {
             } else {
                 plain
             };
-            updates.push((id, value, blind));
+            if write {
+                updates.push((id, value, blind));
+            }
         }
         for (id, value, blind) in updates {
             let mut update = Query::update();

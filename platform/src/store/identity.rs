@@ -1,7 +1,7 @@
 //! Session and API tokens (stored as hashes only) and the user a token belongs to.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use sea_query::{Expr, ExprTrait, Query};
 
 use super::audit::{AuditEntry, append};
@@ -132,7 +132,7 @@ impl Store {
     /// Revokes one token; returns its owner, or `None` when there is no such live token.
     pub async fn revoke_token(&self, token_id: &str, audit: AuditEntry) -> StoreResult<Option<String>> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let row = txn
             .query_one(
                 &Query::update()

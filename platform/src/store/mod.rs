@@ -10,10 +10,12 @@ mod ddl;
 mod enforce;
 mod filter;
 mod identity;
+mod key_ring;
 mod policy_rules;
 mod privacy;
 mod reads;
 mod record_store;
+mod rekey;
 mod roles;
 mod sensitive;
 mod users;
@@ -22,20 +24,22 @@ mod writes;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use tessera_migrations::{Migrator, MigratorTrait};
 use tokio::sync::Mutex;
 
-use crate::crypto::KeyRing;
+use crate::crypto::{KeyRing, MasterKey};
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
+pub use key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA};
 pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
 pub use privacy::Erasure;
+pub use rekey::{FieldKeyUsage, JobKind, JobState, KeyJob, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
@@ -84,6 +88,10 @@ pub struct Store {
     converting: Arc<arc_swap::ArcSwap<HashSet<(String, String)>>>,
     /// Where unmasked reads of sensitive values are queued for the access log.
     access_log: sensitive::AccessLog,
+    /// The master key, kept to unwrap keys that a rotation adds while the server runs.
+    master: Arc<arc_swap::ArcSwapOption<MasterKey>>,
+    /// The key ring version the installed ring was loaded at.
+    key_ring_loaded: Arc<AtomicI64>,
 }
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
@@ -207,6 +215,8 @@ impl Store {
             statements,
             keys: Arc::new(arc_swap::ArcSwapOption::empty()),
             converting: Arc::new(arc_swap::ArcSwap::from_pointee(HashSet::new())),
+            master: Arc::new(arc_swap::ArcSwapOption::empty()),
+            key_ring_loaded: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -309,6 +319,21 @@ impl Store {
     pub async fn raw_query_count(&self, sql: &str, values: Vec<sea_orm::Value>) -> StoreResult<usize> {
         let stmt = sea_orm::Statement::from_sql_and_values(self.backend, sql, values);
         Ok(self.db.query_all_raw(stmt).await?.len())
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once (waiting up to the
+    /// busy timeout): a deferred transaction that reads before it writes fails instead of
+    /// waiting when another process (`tessera keys rotate`, say) committed in between.
+    async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        let mode = (self.backend == DbBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
+        self.writer
+            .begin_with_options(TransactionOptions {
+                isolation_level: None,
+                access_mode: None,
+                sqlite_transaction_mode: mode,
+            })
+            .await
     }
 
     /// Serialises writers on SQLite; a no-op guard on PostgreSQL.

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use sea_query::{Condition, Expr, ExprTrait, OnConflict, Order, Query};
 
 use super::{Store, StoreError, StoreResult};
@@ -133,7 +133,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let effect = match write_change(&txn, change).await {
             Ok(effect) => effect,
             Err(e) => {

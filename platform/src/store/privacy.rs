@@ -111,15 +111,14 @@ impl Store {
             if !shown.is_empty() {
                 let mut fields: Vec<String> = shown.into_iter().collect();
                 fields.sort();
-                log.push(super::sensitive::SensitiveRead {
-                    id: 0,
+                log.push(super::sensitive::ReadBatch {
                     at: chrono::Utc::now(),
                     user_id: caller.user_id.clone(),
                     object: object.clone(),
-                    record_id: record_id.clone(),
                     fields,
-                    via: Via::Audit.as_str().to_string(),
+                    via: Via::Audit,
                     request_id: caller.request_id.clone(),
+                    record_ids: vec![record_id.clone()],
                 });
             }
         }
@@ -234,7 +233,7 @@ impl Store {
             )));
         }
         let _guard = self.write_guard().await;
-        let txn = sea_orm::TransactionTrait::begin(&self.writer).await?;
+        let txn = self.begin_write().await?;
         let exists = txn
             .query_one(&Query::select().column("id").from(object.table()).and_where(Expr::col("id").eq(id)).to_owned())
             .await?

@@ -106,6 +106,17 @@ impl RecordStore for Store {
                     f.graphql_name()
                 )));
             }
+            let grant = caller.access.object(object.name.as_str());
+            if let Some(f) = object.fields.iter().find(|f| {
+                &f.column() == column
+                    && f.sensitive.is_some_and(|s| s.mask != tessera_metadata::Mask::None)
+                    && !grant.unmasked(f.name.as_str())
+            }) {
+                return Err(DataError::bad_input(format!(
+                    "`{}` is shown to you masked: grouping by it or taking its minimum or maximum would reveal it",
+                    f.graphql_name()
+                )));
+            }
         }
         let query = AggregateQuery {
             filter: self.hash_filter_opt(enforce::read_filter(caller, object, query.filter.as_ref())?)?,

@@ -3,7 +3,7 @@
 //! and field, and follow metadata changes.
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use sea_query::{Expr, ExprTrait, Order, Query};
 use tessera_metadata::FieldAccess;
 
@@ -44,7 +44,7 @@ impl Store {
 
     pub async fn create_role(&self, role: &RoleRow, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let exists = txn
             .query_one(
                 &Query::select()
@@ -82,7 +82,7 @@ impl Store {
 
     pub async fn update_role(&self, role: &RoleRow, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         let result = txn
             .execute(
                 &Query::update()
@@ -105,7 +105,7 @@ impl Store {
     /// Deletes a role, taking it from every user and dropping its field permissions.
     pub async fn delete_role(&self, name: &str, audit: AuditEntry) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         for (table, column) in [("sys_user_roles", "role"), ("sys_field_permissions", "role")] {
             txn.execute(&Query::delete().from_table(table).and_where(Expr::col(column).eq(name)).to_owned()).await?;
         }
@@ -155,7 +155,7 @@ impl Store {
         audit: AuditEntry,
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         txn.execute(
             &Query::delete()
                 .from_table("sys_field_permissions")

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
-use sea_query::{Expr, ExprTrait, Order, Query};
+use sea_query::{Expr, ExprTrait, Func, Order, Query};
 use tessera_metadata::{FieldDefinition, Filter, Mask, ObjectDefinition, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,7 +52,8 @@ impl Via {
 /// One entry of the sensitive access log: who saw which fields of a record unmasked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensitiveRead {
-    pub id: i64,
+    /// `<read id>:<record id>`: one read may cover many records.
+    pub id: String,
     pub at: DateTime<Utc>,
     pub user_id: String,
     pub object: String,
@@ -69,13 +70,25 @@ pub struct SensitiveReadQuery {
     pub object: Option<String>,
     pub record_id: Option<String>,
     pub user_id: Option<String>,
-    /// Only entries older than this id (the previous page's last).
-    pub before_id: Option<i64>,
+    /// Only entries after this one (the previous page's last `id`).
+    pub after: Option<String>,
     pub limit: u64,
 }
 
+/// One read to log: the records whose `fields` a caller saw unmasked in one request.
+#[derive(Debug, Clone)]
+pub(super) struct ReadBatch {
+    pub at: DateTime<Utc>,
+    pub user_id: String,
+    pub object: String,
+    pub fields: Vec<String>,
+    pub via: Via,
+    pub request_id: Option<String>,
+    pub record_ids: Vec<String>,
+}
+
 enum LogMessage {
-    Entries(Vec<SensitiveRead>),
+    Entries(Vec<ReadBatch>),
     /// Answered once everything sent before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -93,7 +106,7 @@ const LOG_QUEUE: usize = 4096;
 const LOG_GATHER: Duration = Duration::from_millis(100);
 /// Most entries written in one transaction.
 const LOG_BATCH: usize = 5000;
-const LOG_COLUMNS: [&str; 7] = ["at", "user_id", "object", "record_id", "fields", "via", "request_id"];
+const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
 
 impl AccessLog {
     pub(super) fn start(
@@ -106,14 +119,13 @@ impl AccessLog {
             while let Some(first) = rx.recv().await {
                 let mut entries = Vec::new();
                 let mut acks = Vec::new();
-                let take =
-                    |m: LogMessage, entries: &mut Vec<SensitiveRead>, acks: &mut Vec<oneshot::Sender<()>>| match m {
-                        LogMessage::Entries(mut e) => entries.append(&mut e),
-                        LogMessage::Flush(ack) => acks.push(ack),
-                    };
+                let take = |m: LogMessage, entries: &mut Vec<ReadBatch>, acks: &mut Vec<oneshot::Sender<()>>| match m {
+                    LogMessage::Entries(mut e) => entries.append(&mut e),
+                    LogMessage::Flush(ack) => acks.push(ack),
+                };
                 take(first, &mut entries, &mut acks);
                 let deadline = tokio::time::Instant::now() + LOG_GATHER;
-                while acks.is_empty() && entries.len() < LOG_BATCH {
+                while acks.is_empty() && entries.iter().map(|e| e.record_ids.len()).sum::<usize>() < LOG_BATCH {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(m)) => take(m, &mut entries, &mut acks),
                         _ => break,
@@ -140,7 +152,7 @@ impl AccessLog {
         AccessLog { tx }
     }
 
-    async fn record(&self, entries: Vec<SensitiveRead>) {
+    async fn record(&self, entries: Vec<ReadBatch>) {
         if !entries.is_empty() && self.tx.send(LogMessage::Entries(entries)).await.is_err() {
             tracing::error!("the sensitive access log writer has stopped");
         }
@@ -155,22 +167,62 @@ impl AccessLog {
     }
 }
 
-async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[SensitiveRead]) -> StoreResult<()> {
-    let txn = writer.begin().await?;
-    for chunk in entries.chunks(2000) {
-        let mut values = Vec::with_capacity(chunk.len() * LOG_COLUMNS.len());
-        for e in chunk {
-            values.extend([
-                e.at.into(),
-                e.user_id.clone().into(),
-                e.object.clone().into(),
-                e.record_id.clone().into(),
-                e.fields.join(",").into(),
-                e.via.clone().into(),
-                sea_query::Value::String(e.request_id.clone()),
-            ]);
+/// Writes reads, many rows per statement, and per record read the ids of its reads in this
+/// flush, one row per record. Read ids are taken up front: on SQLite the next after the largest
+/// (the write lock is held from the start, so no other writer interleaves), on PostgreSQL from
+/// the column's sequence.
+async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[ReadBatch]) -> StoreResult<()> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions};
+    let mode = (backend == DbBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
+    let options = TransactionOptions { isolation_level: None, access_mode: None, sqlite_transaction_mode: mode };
+    let txn = writer.begin_with_options(options).await?;
+    let n = entries.len() as i64;
+    let ids: Vec<i64> = match backend {
+        DbBackend::Postgres => {
+            let sql = "SELECT nextval(pg_get_serial_sequence('sys_sensitive_reads', 'id')) FROM generate_series(1, $1)";
+            let rows = txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [n.into()])).await?;
+            rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect::<Result<_, _>>()?
         }
-        txn.execute_raw(insert_many(backend, "sys_sensitive_access", &LOG_COLUMNS, values)).await?;
+        _ => {
+            let q = Query::select().expr(Func::max(Expr::col("id"))).from("sys_sensitive_reads").to_owned();
+            let last: Option<i64> = match txn.query_one(&q).await? {
+                Some(row) => row.try_get_by_index(0)?,
+                None => None,
+            };
+            let first = last.unwrap_or(0) + 1;
+            (first..first + n).collect()
+        }
+    };
+    let mut by_record: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
+    let mut rows: Vec<sea_query::Value> = Vec::with_capacity(entries.len() * (READ_COLUMNS.len() + 1));
+    for (e, id) in entries.iter().zip(&ids) {
+        rows.extend([
+            (*id).into(),
+            e.at.into(),
+            e.user_id.clone().into(),
+            e.object.clone().into(),
+            e.fields.join(",").into(),
+            e.via.as_str().into(),
+            sea_query::Value::String(e.request_id.clone()),
+            e.record_ids.join(",").into(),
+        ]);
+        for record in &e.record_ids {
+            by_record.entry(record.as_str()).or_default().push(*id);
+        }
+    }
+    let mut columns = vec!["id"];
+    columns.extend(READ_COLUMNS);
+    for chunk in rows.chunks(columns.len() * 2000) {
+        txn.execute_raw(insert_many(backend, "sys_sensitive_reads", &columns, chunk.to_vec())).await?;
+    }
+    let mut values: Vec<sea_query::Value> = Vec::with_capacity(by_record.len() * 3);
+    for (record, ids) in by_record {
+        let joined = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        values.extend([record.to_string().into(), ids[0].into(), joined.into()]);
+    }
+    for chunk in values.chunks(3 * 3000) {
+        let columns = ["record_id", "read_id", "read_ids"];
+        txn.execute_raw(insert_many(backend, "sys_sensitive_read_records", &columns, chunk.to_vec())).await?;
     }
     txn.commit().await?;
     Ok(())
@@ -294,20 +346,40 @@ impl Store {
         }
         let name = object.name.as_str();
         let converting: Vec<bool> = fields.iter().map(|f| self.is_converting(name, f.name.as_str())).collect();
-        let ring = if fields.iter().zip(&converting).any(|(f, c)| f.is_encrypted() || *c) {
+        let mut ring = if fields.iter().zip(&converting).any(|(f, c)| f.is_encrypted() || *c) {
             Some(self.key_ring()?)
         } else {
             None
         };
+        // A value written by a node that has rotated already names a key this node has not
+        // loaded yet: reload the ring once rather than failing the value.
+        if let Some(current) = &ring {
+            let held = current.versions();
+            let missing = records
+                .iter()
+                .flat_map(|r| fields.iter().filter_map(move |f| r.values.get(&f.column())))
+                .filter_map(|v| match v {
+                    Value::Text(s) => crate::crypto::envelope_version(s),
+                    _ => None,
+                })
+                .find(|v| !held.contains(v));
+            if let Some(version) = missing {
+                ring = Some(self.key_ring_holding(version).await?);
+            }
+        }
         let grant = caller.access.object(name);
         let now = Utc::now();
-        let mut log = Vec::new();
+        // One read per set of fields shown (usually one per page).
+        let mut log: Vec<ReadBatch> = Vec::new();
         for record in records.iter_mut() {
             let mut shown = Vec::new();
             for (f, converting) in fields.iter().zip(&converting) {
                 let column = f.column();
                 let Some(Value::Text(stored)) = record.values.get(&column) else { continue };
+                let own_input = supplied.is_some_and(|s| s.contains(&column));
                 let plain = match &ring {
+                    // A record just created holds the writer's own values, not envelopes.
+                    Some(_) if own_input && crate::crypto::envelope_version(stored).is_none() => stored.clone(),
                     Some(ring) if f.is_encrypted() || *converting => {
                         match open_value(ring, name, f, &record.id, stored, *converting || !f.is_encrypted()) {
                             Ok(Some(p)) => p,
@@ -323,7 +395,6 @@ impl Store {
                     _ => stored.clone(),
                 };
                 let mask = f.sensitive.map_or(Mask::None, |s| s.mask);
-                let own_input = supplied.is_some_and(|s| s.contains(&column));
                 let value = if own_input {
                     plain
                 } else if mask == Mask::None || grant.unmasked(f.name.as_str()) {
@@ -335,16 +406,18 @@ impl Store {
                 record.values.insert(column, Value::Text(value));
             }
             if !shown.is_empty() {
-                log.push(SensitiveRead {
-                    id: 0,
-                    at: now,
-                    user_id: caller.user_id.clone(),
-                    object: name.to_string(),
-                    record_id: record.id.clone(),
-                    fields: shown,
-                    via: via.as_str().to_string(),
-                    request_id: caller.request_id.clone(),
-                });
+                match log.iter_mut().find(|r| r.fields == shown) {
+                    Some(read) => read.record_ids.push(record.id.clone()),
+                    None => log.push(ReadBatch {
+                        at: now,
+                        user_id: caller.user_id.clone(),
+                        object: name.to_string(),
+                        fields: shown,
+                        via,
+                        request_id: caller.request_id.clone(),
+                        record_ids: vec![record.id.clone()],
+                    }),
+                }
             }
         }
         self.access_log.record(log).await;
@@ -352,7 +425,7 @@ impl Store {
     }
 
     /// Queues entries for the sensitive access log.
-    pub(super) async fn log_sensitive_reads(&self, entries: Vec<SensitiveRead>) {
+    pub(super) async fn log_sensitive_reads(&self, entries: Vec<ReadBatch>) {
         self.access_log.record(entries).await;
     }
 
@@ -361,44 +434,98 @@ impl Store {
         self.access_log.flush().await;
     }
 
-    /// Reads the sensitive access log, newest first.
+    /// Reads the sensitive access log, newest first: one entry per record read. With a record
+    /// id it is an index lookup of that record's reads; otherwise reads are listed newest first
+    /// and expanded into their records.
     pub async fn sensitive_reads(&self, q: &SensitiveReadQuery) -> StoreResult<Vec<SensitiveRead>> {
         self.flush_access_log().await;
+        let bad_cursor = || StoreError::Refused("after: not an entry id of the sensitive access log".into());
+        let after: Option<(i64, String)> = match &q.after {
+            Some(a) => {
+                let (read, record) = a.split_once(':').ok_or_else(bad_cursor)?;
+                Some((read.parse().map_err(|_| bad_cursor())?, record.to_string()))
+            }
+            None => None,
+        };
         let mut select = Query::select();
-        select.column("id").columns(LOG_COLUMNS).from("sys_sensitive_access");
-        for (col, v) in [("object", &q.object), ("record_id", &q.record_id), ("user_id", &q.user_id)] {
+        select.expr(Expr::col(("r", "id"))).columns(READ_COLUMNS.map(|c| ("r", c))).from_as("sys_sensitive_reads", "r");
+        if let Some(record) = &q.record_id {
+            // The record's reads, newest first, as far as this page can need them.
+            let mut index = Query::select();
+            index
+                .column("read_ids")
+                .from("sys_sensitive_read_records")
+                .and_where(Expr::col("record_id").eq(record.clone()));
+            if let Some((read, _)) = &after {
+                index.and_where(Expr::col("read_id").lte(*read));
+            }
+            let mut ids: Vec<i64> = Vec::new();
+            for row in self.db.query_all(&index).await? {
+                let text: String = row.try_get_by_index(0)?;
+                ids.extend(text.split(',').filter_map(|i| i.parse::<i64>().ok()));
+            }
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.retain(|id| after.as_ref().is_none_or(|(read, _)| id <= read));
+            if q.user_id.is_none() {
+                ids.truncate(q.limit as usize + 1);
+            }
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            select.and_where(Expr::col(("r", "id")).is_in(ids));
+        }
+        for (col, v) in [("object", &q.object), ("user_id", &q.user_id)] {
             if let Some(v) = v {
-                select.and_where(Expr::col(col).eq(v.clone()));
+                select.and_where(Expr::col(("r", col)).eq(v.clone()));
             }
         }
-        if let Some(before) = q.before_id {
-            select.and_where(Expr::col("id").lt(before));
+        if let Some((read, _)) = &after {
+            select.and_where(Expr::col(("r", "id")).lte(*read));
         }
-        select.order_by("id", Order::Desc).limit(q.limit);
+        select.order_by(("r", "id"), Order::Desc).limit(q.limit + 1);
         let rows = self.db.query_all(&select).await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out = Vec::new();
         for row in &rows {
             let text = |i: usize| -> StoreResult<Option<String>> {
-                match decode(row, i, Storage::Text, self.backend, "sys_sensitive_access")? {
+                match decode(row, i, Storage::Text, self.backend, "sys_sensitive_reads")? {
                     Value::Text(s) => Ok(Some(s)),
                     _ => Ok(None),
                 }
             };
+            let id: i64 = row.try_get_by_index(0)?;
             let at = match decode(row, 1, Storage::DateTime, self.backend, "at")? {
                 Value::DateTime(d) => d,
-                _ => return Err(StoreError::Corrupt("sensitive access entry without time".into())),
+                _ => return Err(StoreError::Corrupt("sensitive read without time".into())),
             };
-            out.push(SensitiveRead {
-                id: row.try_get_by_index(0)?,
-                at,
-                user_id: text(2)?.unwrap_or_default(),
-                object: text(3)?.unwrap_or_default(),
-                record_id: text(4)?.unwrap_or_default(),
-                fields: text(5)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                via: text(6)?.unwrap_or_default(),
-                request_id: text(7)?,
-            });
+            let fields: Vec<String> =
+                text(4)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let records = text(7)?.unwrap_or_default();
+            for record in records.split(',').filter(|s| !s.is_empty()) {
+                if q.record_id.as_deref().is_some_and(|r| r != record) {
+                    continue;
+                }
+                if let Some((read, last)) = &after
+                    && *read == id
+                    && record <= last.as_str()
+                {
+                    continue;
+                }
+                out.push(SensitiveRead {
+                    id: format!("{id}:{record}"),
+                    at,
+                    user_id: text(2)?.unwrap_or_default(),
+                    object: text(3)?.unwrap_or_default(),
+                    record_id: record.to_string(),
+                    fields: fields.clone(),
+                    via: text(5)?.unwrap_or_default(),
+                    request_id: text(6)?,
+                });
+            }
+            if out.len() as u64 >= q.limit {
+                break;
+            }
         }
+        out.truncate(q.limit as usize);
         Ok(out)
     }
 }

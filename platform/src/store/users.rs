@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Expr, ExprTrait, Func, Order, Query};
 
 use super::audit::{AuditEntry, append};
@@ -81,7 +81,7 @@ impl Store {
         let _guard = self.write_guard().await;
         let id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         if self.user_id_by_email(&txn, &user.email).await?.is_some() {
             return Err(StoreError::Refused(format!("a user with email `{}` already exists", user.email)));
         }
@@ -141,7 +141,7 @@ impl Store {
     /// API token of the user; a new password revokes their sessions.
     pub async fn update_user(&self, id: &str, change: &UserChange, audit: Option<AuditEntry>) -> StoreResult<UserRow> {
         let _guard = self.write_guard().await;
-        let txn = self.writer.begin().await?;
+        let txn = self.begin_write().await?;
         require_user(&txn, id).await?;
         let mut update = Query::update();
         update.table("sys_users").value("updated_at", Utc::now()).and_where(Expr::col("id").eq(id));

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Query};
 use tessera_metadata::{
     Action, FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value,
@@ -188,7 +188,7 @@ impl Store {
     }
 
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
-        Ok(self.writer.begin().await?)
+        Ok(self.begin_write().await?)
     }
 
     /// Creates records (all or nothing); with `upsert`, inputs matching an existing record on
@@ -341,7 +341,15 @@ impl Store {
             new_rows.push((i, id, row));
         }
         self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
-        for (i, id, values) in new_rows {
+        let encrypted: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.is_encrypted()).collect();
+        for (i, id, mut values) in new_rows {
+            // The writer gets back the values they gave, not the envelopes stored for them.
+            for f in &encrypted {
+                values.remove(&f.blind_index_column());
+                if let Some(given) = rows[i].get(&f.column()) {
+                    values.insert(f.column(), given.clone());
+                }
+            }
             out[i] = Some(Record { id, values, broken: Vec::new() });
         }
         for (i, rec) in existing {
