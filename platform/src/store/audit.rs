@@ -93,6 +93,42 @@ pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry], backen
     Ok(())
 }
 
+/// Rewrites the images of the record audit entries of `object` (of one record, if given):
+/// `edit(record id, image)` changes an image's JSON text in place and says whether it did;
+/// only changed entries are written back.
+pub(super) async fn rewrite_record_images<C: ConnectionTrait>(
+    conn: &C,
+    object: &str,
+    record_id: Option<&str>,
+    mut edit: impl FnMut(&str, &mut Option<String>) -> bool,
+) -> StoreResult<()> {
+    let mut q = Query::select();
+    q.columns(["id", "record_id", "before_image", "after_image"])
+        .from("sys_audit")
+        .and_where(Expr::col("category").eq("record"))
+        .and_where(Expr::col("object").eq(object));
+    if let Some(r) = record_id {
+        q.and_where(Expr::col("record_id").eq(r));
+    }
+    for row in conn.query_all(&q).await? {
+        let id: String = row.try_get_by_index(0)?;
+        let Some(record) = row.try_get_by_index::<Option<String>>(1)? else { continue };
+        let mut before: Option<String> = row.try_get_by_index(2)?;
+        let mut after: Option<String> = row.try_get_by_index(3)?;
+        let changed = edit(&record, &mut before) | edit(&record, &mut after);
+        if changed {
+            let update = Query::update()
+                .table("sys_audit")
+                .value("before_image", before)
+                .value("after_image", after)
+                .and_where(Expr::col("id").eq(id))
+                .to_owned();
+            conn.execute(&update).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Appends entries outside any other write (sign-in events).
     pub async fn audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {

@@ -84,6 +84,22 @@ impl MetadataChange {
     }
 }
 
+/// `id` and `column` of every row where the column has a value.
+async fn ids_and_values(
+    txn: &DatabaseTransaction,
+    table: &str,
+    column: &str,
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+    txn.query_all(
+        &Query::select()
+            .columns(["id".to_string(), column.to_string()])
+            .from(table.to_string())
+            .and_where(Expr::col(column.to_string()).is_not_null())
+            .to_owned(),
+    )
+    .await
+}
+
 impl Store {
     /// The stored metadata version and every object definition.
     pub async fn load_metadata(&self) -> StoreResult<(i64, Vec<ObjectDefinition>)> {
@@ -390,15 +406,7 @@ impl Store {
     ) -> StoreResult<()> {
         let table = object.table();
         let column = after.column();
-        let rows = txn
-            .query_all(
-                &Query::select()
-                    .columns(["id".to_string(), column.clone()])
-                    .from(table.clone())
-                    .and_where(Expr::col(column.clone()).is_not_null())
-                    .to_owned(),
-            )
-            .await?;
+        let rows = ids_and_values(txn, &table, &column).await?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -472,50 +480,23 @@ impl Store {
     ) -> StoreResult<()> {
         let ring = self.key_ring()?;
         let key = field.name.as_str();
-        let rows = txn
-            .query_all(
-                &Query::select()
-                    .columns(["id", "record_id", "before_image", "after_image"])
-                    .from("sys_audit")
-                    .and_where(Expr::col("category").eq("record"))
-                    .and_where(Expr::col("object").eq(object.name.as_str()))
-                    .to_owned(),
-            )
-            .await?;
-        for row in &rows {
-            let id: String = row.try_get_by_index(0)?;
-            let Some(record_id) = row.try_get_by_index::<Option<String>>(1)? else { continue };
-            let aad = crate::crypto::Aad { object: object.name.as_str(), field: key, record_id: &record_id };
-            let mut changed = false;
-            let mut images: [Option<String>; 2] = [row.try_get_by_index(2)?, row.try_get_by_index(3)?];
-            for image in images.iter_mut() {
-                let Some(text) = image.as_ref() else { continue };
-                let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(text) else {
-                    continue;
-                };
-                if let Some(serde_json::Value::String(plain)) = map.get(key)
-                    && ring.decrypt(aad, plain).is_err()
-                {
+        super::audit::rewrite_record_images(txn, object.name.as_str(), None, |record_id, image| {
+            let Some(text) = image.as_ref() else { return false };
+            let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(text) else {
+                return false;
+            };
+            let aad = crate::crypto::Aad { object: object.name.as_str(), field: key, record_id };
+            match map.get(key) {
+                Some(serde_json::Value::String(plain)) if ring.decrypt(aad, plain).is_err() => {
                     let sealed = ring.encrypt(aad, plain);
                     map.insert(key.to_string(), serde_json::Value::String(sealed));
                     *image = Some(serde_json::Value::Object(map).to_string());
-                    changed = true;
+                    true
                 }
+                _ => false,
             }
-            if changed {
-                let [before, after] = images;
-                txn.execute(
-                    &Query::update()
-                        .table("sys_audit")
-                        .value("before_image", before)
-                        .value("after_image", after)
-                        .and_where(Expr::col("id").eq(id))
-                        .to_owned(),
-                )
-                .await?;
-            }
-        }
-        Ok(())
+        })
+        .await
     }
 
     async fn init_sequence(
@@ -606,15 +587,7 @@ impl Store {
     ) -> StoreResult<()> {
         let table = object.table();
         let column = after.column();
-        let rows = txn
-            .query_all(
-                &Query::select()
-                    .columns(["id".to_string(), column.clone()])
-                    .from(table.clone())
-                    .and_where(Expr::col(column.clone()).is_not_null())
-                    .to_owned(),
-            )
-            .await?;
+        let rows = ids_and_values(txn, &table, &column).await?;
         let mut converted: Vec<(String, Value)> = Vec::with_capacity(rows.len());
         let mut failures = 0usize;
         let mut example = None;

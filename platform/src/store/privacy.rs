@@ -10,7 +10,7 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 use serde_json::{Map, Value as Json, json};
 use tessera_metadata::{Mask, ObjectDefinition, Registry, Value};
 
-use super::audit::{AuditEntry, AuditQuery, append};
+use super::audit::{AuditEntry, AuditQuery, append, rewrite_record_images};
 use super::codec::Storage;
 use super::reads::{ReadColumn, read_columns};
 use super::{Store, StoreError, Via};
@@ -260,19 +260,7 @@ impl Store {
                 personal.iter().map(|f| f.name.to_string()).collect()
             }
             Erasure::Delete => {
-                for rel in registry.reverse_relations(object.name.as_str()) {
-                    let Some(source) = registry.object(rel.source.as_str()) else { continue };
-                    txn.execute(
-                        &Query::update()
-                            .table(source.table())
-                            .value(rel.column.clone(), Storage::Text.null())
-                            .and_where(Expr::col(rel.column.clone()).eq(id))
-                            .to_owned(),
-                    )
-                    .await?;
-                }
-                txn.execute(&Query::delete().from_table(object.table()).and_where(Expr::col("id").eq(id)).to_owned())
-                    .await?;
+                super::writes::remove_record(&txn, registry, object, id).await?;
                 object.fields.iter().map(|f| f.name.to_string()).collect()
             }
         };
@@ -297,47 +285,23 @@ async fn scrub_audit_images(
     fields: &[String],
     mode: Erasure,
 ) -> Result<(), StoreError> {
-    let rows = txn
-        .query_all(
-            &Query::select()
-                .columns(["id", "before_image", "after_image"])
-                .from("sys_audit")
-                .and_where(Expr::col("category").eq("record"))
-                .and_where(Expr::col("object").eq(object))
-                .and_where(Expr::col("record_id").eq(record_id))
-                .to_owned(),
-        )
-        .await?;
-    for row in &rows {
-        let id: String = row.try_get_by_index(0)?;
-        let mut images: [Option<String>; 2] = [row.try_get_by_index(1)?, row.try_get_by_index(2)?];
-        for image in images.iter_mut() {
-            let Some(text) = image.as_ref() else { continue };
-            let Ok(Json::Object(mut map)) = serde_json::from_str::<Json>(text) else {
-                // An image that cannot be read cannot be scrubbed selectively: drop it whole.
-                *image = None;
-                continue;
-            };
-            for f in fields {
-                if map.contains_key(f) {
-                    map.insert(f.clone(), Json::String(ERASED.into()));
-                }
+    rewrite_record_images(txn, object, Some(record_id), |_, image| {
+        let Some(text) = image.as_ref() else { return false };
+        let Ok(Json::Object(mut map)) = serde_json::from_str::<Json>(text) else {
+            // An image that cannot be read cannot be scrubbed selectively: drop it whole.
+            *image = None;
+            return true;
+        };
+        for f in fields {
+            if map.contains_key(f) {
+                map.insert(f.clone(), Json::String(ERASED.into()));
             }
-            if mode == Erasure::Delete && map.contains_key("owner_id") {
-                map.insert("owner_id".into(), Json::String(ERASED.into()));
-            }
-            *image = Some(Json::Object(map).to_string());
         }
-        let [before, after] = images;
-        txn.execute(
-            &Query::update()
-                .table("sys_audit")
-                .value("before_image", before)
-                .value("after_image", after)
-                .and_where(Expr::col("id").eq(id))
-                .to_owned(),
-        )
-        .await?;
-    }
-    Ok(())
+        if mode == Erasure::Delete && map.contains_key("owner_id") {
+            map.insert("owner_id".into(), Json::String(ERASED.into()));
+        }
+        *image = Some(Json::Object(map).to_string());
+        true
+    })
+    .await
 }

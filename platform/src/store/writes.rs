@@ -617,18 +617,7 @@ impl Store {
         let txn = self.begin().await?;
         let current =
             self.lock_record(&txn, object, id, None, scope.as_ref()).await?.ok_or_else(|| not_found(object, id))?;
-        for rel in registry.reverse_relations(object.name.as_str()) {
-            let Some(source) = registry.object(rel.source.as_str()) else { continue };
-            txn.execute(
-                &Query::update()
-                    .table(source.table())
-                    .value(rel.column.clone(), Storage::Text.null())
-                    .and_where(Expr::col(rel.column.clone()).eq(id))
-                    .to_owned(),
-            )
-            .await?;
-        }
-        txn.execute(&Query::delete().from_table(object.table()).and_where(Expr::col("id").eq(id)).to_owned()).await?;
+        remove_record(&txn, registry, object, id).await?;
         let before = image(object, &current.values, None);
         append(
             &txn,
@@ -641,6 +630,28 @@ impl Store {
         txn.commit().await?;
         Ok(id.to_string())
     }
+}
+
+/// Deletes a record permanently, clearing the lookups that point at it first.
+pub(super) async fn remove_record(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    object: &ObjectDefinition,
+    id: &str,
+) -> Result<(), sea_orm::DbErr> {
+    for rel in registry.reverse_relations(object.name.as_str()) {
+        let Some(source) = registry.object(rel.source.as_str()) else { continue };
+        txn.execute(
+            &Query::update()
+                .table(source.table())
+                .value(rel.column.clone(), Storage::Text.null())
+                .and_where(Expr::col(rel.column.clone()).eq(id))
+                .to_owned(),
+        )
+        .await?;
+    }
+    txn.execute(&Query::delete().from_table(object.table()).and_where(Expr::col("id").eq(id)).to_owned()).await?;
+    Ok(())
 }
 
 /// The coerced patch of an update, refused per field where the caller may not edit.
