@@ -372,6 +372,17 @@ impl Store {
         if online {
             super::rekey::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
                 .await?;
+        } else if !after.is_encrypted() {
+            // A conversion still running for the field would encrypt what was just decrypted.
+            txn.execute(
+                &Query::delete()
+                    .from_table("sys_key_jobs")
+                    .and_where(Expr::col("kind").eq(super::rekey::JobKind::ConvertField.as_str()))
+                    .and_where(Expr::col("object").eq(object.name.as_str()))
+                    .and_where(Expr::col("field").eq(after.name.as_str()))
+                    .to_owned(),
+            )
+            .await?;
         }
         if before.is_searchable() && !after.is_searchable() {
             txn.execute(&ddl::drop_column(&table, &index)).await?;
