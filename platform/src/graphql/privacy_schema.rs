@@ -4,7 +4,7 @@
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject};
 use tessera_metadata::{FieldType, Mask, Sensitivity};
 
-use super::{Caller, DataError, gql_error};
+use super::{Caller, data_error, gql_error};
 use crate::metadata_service::MetadataService;
 use crate::store::{Erasure, SensitiveRead, SensitiveReadQuery, Store};
 
@@ -129,17 +129,6 @@ impl From<SensitiveRead> for SensitiveAccessGql {
     }
 }
 
-fn data_failure(e: DataError) -> async_graphql::Error {
-    match e {
-        DataError::NotFound(m) => gql_error("NOT_FOUND", m),
-        DataError::BadInput { message, .. } => gql_error("BAD_USER_INPUT", message),
-        DataError::Forbidden(m) => gql_error("FORBIDDEN", m),
-        DataError::Conflict { message, .. } => gql_error("CONFLICT", message),
-        DataError::Timeout => gql_error("TIMEOUT", "the operation took too long"),
-        DataError::Internal => gql_error("INTERNAL_SERVER_ERROR", "internal error"),
-    }
-}
-
 fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
     tracing::error!(error = %e, "privacy request failed");
     gql_error("INTERNAL_SERVER_ERROR", "internal error")
@@ -191,7 +180,7 @@ impl PrivacyMutation {
         let registry = ctx.data::<std::sync::Arc<MetadataService>>()?.current().registry.clone();
         let def = registry.object(&object).ok_or_else(|| gql_error("NOT_FOUND", format!("no object `{object}`")))?;
         let store = ctx.data::<Store>()?;
-        let export = store.export_personal_data(caller, &registry, def, &id).await.map_err(data_failure)?;
+        let export = store.export_personal_data(caller, &registry, def, &id).await.map_err(data_error)?;
         Ok(Json(export))
     }
 
@@ -213,7 +202,7 @@ impl PrivacyMutation {
             ErasureGql::Delete => Erasure::Delete,
         };
         let store = ctx.data::<Store>()?;
-        let fields = store.erase_personal_data(caller, &registry, def, &id, mode).await.map_err(data_failure)?;
+        let fields = store.erase_personal_data(caller, &registry, def, &id, mode).await.map_err(data_error)?;
         Ok(Json(serde_json::json!({ "mode": mode.as_str(), "fields": fields })))
     }
 }

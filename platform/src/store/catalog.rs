@@ -423,13 +423,16 @@ impl Store {
         }
         let ring = self.key_ring()?;
         let name = object.name.as_str();
-        let tolerant = !before.is_encrypted() || self.is_converting(name, before.name.as_str());
+        let converting = self.is_converting(name, before.name.as_str());
+        // Values that do not open are plaintext when the field was not encrypted or is still
+        // being converted.
+        let tolerant = !before.is_encrypted() || converting;
         let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut updates = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get_by_index(0)?;
             let stored: String = row.try_get_by_index(1)?;
-            let plain = if before.is_encrypted() || self.is_converting(name, before.name.as_str()) {
+            let plain = if before.is_encrypted() || converting {
                 match super::sensitive::open_value(&ring, name, before, &id, &stored, tolerant) {
                     Ok(Some(p)) => p,
                     Ok(None) => stored.clone(),

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Expr, ExprTrait, Order, Query};
 use serde_json::{Map, Value as Json, json};
-use tessera_metadata::{Mask, ObjectDefinition, Registry, Value};
+use tessera_metadata::{Mask, ObjectDefinition, Registry};
 
 use super::audit::{AuditEntry, AuditQuery, append, rewrite_record_images};
 use super::codec::Storage;
-use super::reads::{ReadColumn, read_columns};
+use super::reads::{ReadColumn, cursor_json, read_columns};
 use super::{Store, StoreError, Via};
 use crate::crypto::{Aad, envelope_version};
 use crate::graphql::{Caller, DataError, DataResult, Record};
@@ -45,14 +45,7 @@ fn record_json(object: &ObjectDefinition, record: &Record) -> Json {
     let mut map = Map::new();
     map.insert("id".into(), json!(record.id));
     for system in ["owner_id", "created_at", "updated_at", "created_by", "updated_by", "version", "deleted_at"] {
-        let v = match record.get(system) {
-            Value::Null => Json::Null,
-            Value::Text(s) => json!(s),
-            Value::Int(i) => json!(i),
-            Value::DateTime(d) => json!(d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-            other => json!(format!("{other:?}")),
-        };
-        map.insert(system.into(), v);
+        map.insert(system.into(), cursor_json(record.get(system)));
     }
     for f in &object.fields {
         if record.broken.contains(&f.column()) {

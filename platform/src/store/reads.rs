@@ -343,7 +343,8 @@ fn query_columns(query: &ListQuery) -> Vec<String> {
     cols
 }
 
-fn cursor_json(v: &Value) -> serde_json::Value {
+/// A stored value as JSON (dates as ISO text), for cursors and exports.
+pub(super) fn cursor_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         Value::Null => J::Null,

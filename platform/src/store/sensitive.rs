@@ -228,12 +228,6 @@ async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[R
     Ok(())
 }
 
-impl From<CryptoError> for StoreError {
-    fn from(e: CryptoError) -> StoreError {
-        StoreError::Corrupt(e.to_string())
-    }
-}
-
 /// Opens a stored value of a field. `Ok(None)` is plaintext left from before the field was
 /// encrypted (accepted only while its values are being converted).
 pub(super) fn open_value(
