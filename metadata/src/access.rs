@@ -303,6 +303,7 @@ mod tests {
             plural_label: "Contacts".into(),
             description: None,
             fields: vec![field("name"), field("revenue")],
+            scripts: vec![],
         }
     }
 

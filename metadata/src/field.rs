@@ -176,7 +176,28 @@ pub struct FieldDefinition {
     /// Personal data: encrypted at rest, searchable through a blind index, masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<Sensitivity>,
+    /// A `FORMULA` field: the Rhai expression over `record` whose result is stored. The field's
+    /// `type` is then the formula's result type (what the API calls `resultType`), so it is
+    /// stored, filtered, sorted and indexed like any field of that type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
 }
+
+/// Types a formula may compute.
+pub const FORMULA_RESULT_TYPES: [FieldType; 9] = [
+    FieldType::Text,
+    FieldType::LongText,
+    FieldType::Integer,
+    FieldType::Decimal,
+    FieldType::Currency,
+    FieldType::Percent,
+    FieldType::Boolean,
+    FieldType::Date,
+    FieldType::Datetime,
+];
+
+/// Largest formula expression, in bytes.
+pub const MAX_FORMULA_BYTES: usize = 16 * 1024;
 
 /// Largest `scale` of a decimal field: values are kept as scaled 64-bit integers.
 pub const MAX_SCALE: u8 = 8;
@@ -199,7 +220,18 @@ impl FieldDefinition {
             target: None,
             format: None,
             sensitive: None,
+            formula: None,
         }
+    }
+
+    /// Whether the value is computed by a formula (and so never written by a caller).
+    pub fn is_formula(&self) -> bool {
+        self.formula.is_some()
+    }
+
+    /// The type as the metadata API names it: `FORMULA` for formulas, else the field type.
+    pub fn api_type(&self) -> &'static str {
+        if self.is_formula() { "FORMULA" } else { self.field_type.as_str() }
     }
 
     /// Whether values are stored as ciphertext.
@@ -321,6 +353,26 @@ impl FieldDefinition {
         }
         if (self.unique || self.indexed) && !t.is_indexable() {
             return invalid(format!("{} fields cannot be unique or indexed", t.as_str()));
+        }
+        if let Some(expression) = &self.formula {
+            if !FORMULA_RESULT_TYPES.contains(&t) {
+                return invalid(format!(
+                    "a formula cannot compute a {}: its resultType must be one of {}",
+                    t.as_str(),
+                    FORMULA_RESULT_TYPES.map(FieldType::as_str).join(", ")
+                ));
+            }
+            if expression.trim().is_empty() {
+                return invalid("a formula needs an expression".into());
+            }
+            if expression.len() > MAX_FORMULA_BYTES {
+                return invalid(format!("a formula expression must be at most {MAX_FORMULA_BYTES} bytes"));
+            }
+            if self.required || self.unique || self.default_value.is_some() || self.sensitive.is_some() {
+                return invalid(
+                    "a formula's value is computed: it cannot be required, unique, sensitive or have a default".into(),
+                );
+            }
         }
         if let Some(sensitive) = &self.sensitive {
             if !Sensitivity::applies_to(t) {

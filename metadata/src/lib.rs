@@ -10,6 +10,7 @@ mod names;
 mod object;
 mod query;
 mod registry;
+mod script;
 mod sensitive;
 mod value;
 
@@ -17,10 +18,11 @@ pub use access::{
     ADMIN_ROLE, AccessProfile, Action, FieldAccess, ObjectAccess, ObjectGrant, ObjectPermission, RoleRules, Scope,
 };
 pub use error::{FieldIssue, IssueCode, MetadataError};
-pub use field::{FieldDefinition, FieldType, PicklistOption, TypeChange};
+pub use field::{FORMULA_RESULT_TYPES, FieldDefinition, FieldType, MAX_FORMULA_BYTES, PicklistOption, TypeChange};
 pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
 pub use object::ObjectDefinition;
 pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
 pub use registry::{Registry, ReverseRelation};
+pub use script::{MAX_SCRIPT_BYTES, MAX_SCRIPTS, ScriptDefinition, ScriptHook};
 pub use sensitive::{DEFAULT_COUNTRY_CODE, Mask, Sensitivity, blind_index_domain, normalise};
 pub use value::{Value, format_decimal, parse_decimal, valid_email};

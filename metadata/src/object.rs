@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldDefinition, FieldName, MetadataError, ObjectName, camel_case, pascal_case};
+use crate::{FieldDefinition, FieldName, MetadataError, ObjectName, ScriptDefinition, ScriptHook, camel_case, pascal_case};
 
 /// An admin-defined object: its names, labels and fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +16,9 @@ pub struct ObjectDefinition {
     pub description: Option<String>,
     #[serde(default)]
     pub fields: Vec<FieldDefinition>,
+    /// Validation rules, triggers and actions, run by the record pipeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptDefinition>,
 }
 
 /// Most fields one object may have: keeps rows and generated types a sane size.
@@ -33,6 +36,23 @@ impl ObjectDefinition {
     /// Finds a field by its GraphQL name (`closeDate`).
     pub fn field_by_graphql(&self, name: &str) -> Option<&FieldDefinition> {
         self.fields.iter().find(|f| f.graphql_name() == name)
+    }
+
+    pub fn script(&self, name: &str) -> Option<&ScriptDefinition> {
+        self.scripts.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The active scripts of one hook in the order they run (`order`, then name).
+    pub fn active_scripts(&self, hook: ScriptHook) -> Vec<&ScriptDefinition> {
+        let mut out: Vec<&ScriptDefinition> = self.scripts.iter().filter(|s| s.hook == hook && s.active).collect();
+        out.sort_by(|a, b| (a.order, a.name.as_str()).cmp(&(b.order, b.name.as_str())));
+        out
+    }
+
+    /// Formula fields in definition order: the order they are computed in, so a formula may
+    /// use the result of one defined before it.
+    pub fn formulas(&self) -> impl Iterator<Item = &FieldDefinition> {
+        self.fields.iter().filter(|f| f.formula.is_some())
     }
 
     pub fn table(&self) -> String {
@@ -119,6 +139,7 @@ impl ObjectDefinition {
             columns.insert(system.to_string(), system.to_string());
             gql.insert(camel_case(system), system.to_string());
         }
+        crate::script::validate_scripts(self.name.as_str(), &self.scripts)?;
         for f in &self.fields {
             f.validate()?;
             let mut gql_names = vec![f.graphql_name()];

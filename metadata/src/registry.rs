@@ -178,6 +178,7 @@ mod tests {
             plural_label: plural.into(),
             description: None,
             fields: vec![],
+            scripts: vec![],
         }
     }
 

@@ -387,6 +387,7 @@ impl CatalogMutation {
             plural_label: input.plural_label,
             description: input.description,
             fields: Vec::new(),
+            scripts: Vec::new(),
         };
         let created = service(ctx)?.create_object(&actor(ctx)?, object).await.map_err(change_error)?;
         Ok(ObjectGql(Arc::new(created)))

@@ -225,6 +225,7 @@ mod tests {
                 amount,
                 FieldDefinition::new(FieldName::new("tags").unwrap(), "Tags", FieldType::Json),
             ],
+            scripts: vec![],
         }
     }
 
