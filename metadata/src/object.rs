@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldDefinition, FieldName, MetadataError, ObjectName, ScriptDefinition, ScriptHook, camel_case, pascal_case};
+use crate::{
+    FieldDefinition, FieldName, MetadataError, ObjectName, ScriptDefinition, ScriptHook, camel_case, pascal_case,
+};
 
 /// An admin-defined object: its names, labels and fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

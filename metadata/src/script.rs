@@ -21,7 +21,8 @@ pub enum ScriptHook {
 }
 
 impl ScriptHook {
-    pub const ALL: [ScriptHook; 4] = [ScriptHook::Validate, ScriptHook::BeforeSave, ScriptHook::AfterSave, ScriptHook::Action];
+    pub const ALL: [ScriptHook; 4] =
+        [ScriptHook::Validate, ScriptHook::BeforeSave, ScriptHook::AfterSave, ScriptHook::Action];
 
     /// The API spelling (`BEFORE_SAVE`).
     pub fn as_str(self) -> &'static str {

@@ -46,12 +46,58 @@ enum Command {
         /// The master key itself, base64; wins over the file.
         #[arg(long = "data-key", env = "TESSERA_DATA_KEY", hide_env_values = true, hide = true)]
         data_key: Option<String>,
+        #[command(flatten)]
+        scripts: ScriptArgs,
     },
     /// Field encryption keys: status, online rotation, offline backups.
     Keys {
         #[command(subcommand)]
         command: keys_cli::KeysCommand,
     },
+}
+
+/// Sandbox limits of one script run and budgets of one transaction (see plugins/GUIDE.md).
+#[derive(clap::Args)]
+struct ScriptArgs {
+    /// Rhai operations one script run may perform.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_OPERATIONS", default_value_t = 1_000_000)]
+    script_max_operations: u64,
+    /// Wall-clock milliseconds one script run may take.
+    #[arg(long, env = "TESSERA_SCRIPT_TIMEOUT_MS", default_value_t = 1_000)]
+    script_timeout_ms: u64,
+    /// `find` calls per transaction.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_QUERIES", default_value_t = 100)]
+    script_max_queries: u32,
+    /// Records read by `find` per transaction.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_ROWS_READ", default_value_t = 10_000)]
+    script_max_rows_read: u32,
+    /// `create` and `update` calls per transaction.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_WRITES", default_value_t = 150)]
+    script_max_writes: u32,
+    /// Rhai operations over all script runs of one transaction.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_TOTAL_OPERATIONS", default_value_t = 10_000_000)]
+    script_max_total_operations: u64,
+    /// Wall-clock milliseconds of all script runs of one transaction.
+    #[arg(long, env = "TESSERA_SCRIPT_MAX_WALL_MS", default_value_t = 10_000)]
+    script_max_wall_ms: u64,
+    /// How deeply triggers may nest.
+    #[arg(long, env = "TESSERA_SCRIPT_TRIGGER_DEPTH", default_value_t = 5)]
+    script_trigger_depth: u32,
+}
+
+impl ScriptArgs {
+    fn apply(&self, config: &mut Config) {
+        config.script_limits.max_operations = self.script_max_operations;
+        config.script_limits.timeout = std::time::Duration::from_millis(self.script_timeout_ms);
+        config.script_budget = tessera_plugins::BudgetLimits {
+            queries: self.script_max_queries,
+            rows_read: self.script_max_rows_read,
+            writes: self.script_max_writes,
+            operations: self.script_max_total_operations,
+            wall: std::time::Duration::from_millis(self.script_max_wall_ms),
+            trigger_depth: self.script_trigger_depth,
+        };
+    }
 }
 
 #[tokio::main]
@@ -76,6 +122,7 @@ async fn main() -> std::process::ExitCode {
             disable_introspection,
             data_key_file,
             data_key,
+            scripts,
         } => {
             let mut config = Config {
                 database_url,
@@ -87,6 +134,7 @@ async fn main() -> std::process::ExitCode {
                 ..Config::default()
             };
             config.limits.introspection = !disable_introspection;
+            scripts.apply(&mut config);
             match start(config).await {
                 Ok(server) => {
                     println!("Tessera is listening on http://{}", server.addr);

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tessera_metadata::{
-    AccessProfile, FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry, TypeChange,
+    AccessProfile, FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry,
+    ScriptDefinition, TypeChange,
 };
 use tokio::sync::Mutex;
 
@@ -124,6 +125,7 @@ impl MetadataService {
         change: MetadataChange,
     ) -> Result<Arc<Snapshot>, ChangeError> {
         let base = self.current();
+        self.check_sources(change.object())?;
         let registry = Registry::new(base.registry.version + 1, next)?;
         // Build the schema before touching the database: a change that cannot be served is refused.
         let snapshot = build_snapshot(registry, &self.limits)?;
@@ -132,6 +134,60 @@ impl MetadataService {
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// Every script and formula of the changed object must compile (inactive scripts too, so
+    /// turning one on cannot fail later); the error gives the line and column.
+    fn check_sources(&self, object: &ObjectDefinition) -> Result<(), ChangeError> {
+        let host = self.store.script_host();
+        for s in &object.scripts {
+            host.compile(&s.source).map_err(|e| {
+                ChangeError::Invalid(MetadataError::Invalid(format!("script `{}` does not compile: {e}", s.name)))
+            })?;
+        }
+        for f in object.formulas() {
+            host.compile(f.formula.as_deref().unwrap_or_default()).map_err(|e| {
+                ChangeError::Invalid(MetadataError::Invalid(format!(
+                    "the formula of `{}` does not compile: {e}",
+                    f.name
+                )))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Adds a script to an object, or replaces the one of the same name.
+    pub async fn set_script(
+        &self,
+        actor: &str,
+        object: &str,
+        script: ScriptDefinition,
+    ) -> Result<ScriptDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let before = def.script(script.name.as_str()).cloned();
+        match def.scripts.iter_mut().find(|s| s.name == script.name) {
+            Some(slot) => *slot = script.clone(),
+            None => def.scripts.push(script.clone()),
+        }
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::SetScript { object: def, before, script: script.clone() }).await?;
+        Ok(script)
+    }
+
+    pub async fn delete_script(&self, actor: &str, object: &str, name: &str) -> Result<(), ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let script = def
+            .script(name)
+            .cloned()
+            .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no script `{name}`")))?;
+        def.scripts.retain(|s| s.name.as_str() != name);
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::DeleteScript { object: def, script }).await?;
+        Ok(())
     }
 
     fn objects_with(base: &Registry, object: ObjectDefinition) -> Vec<ObjectDefinition> {

@@ -33,6 +33,10 @@ pub struct Config {
     pub data_key_file: Option<PathBuf>,
     /// The master key itself (base64, from `TESSERA_DATA_KEY`); wins over the file.
     pub data_key: Option<Secret<String>>,
+    /// Sandbox limits of one script run.
+    pub script_limits: tessera_plugins::Limits,
+    /// Budgets of one transaction's scripts (queries, rows, writes, operations, time, nesting).
+    pub script_budget: tessera_plugins::BudgetLimits,
 }
 
 impl Default for Config {
@@ -48,6 +52,8 @@ impl Default for Config {
             login_limits: crate::auth::LoginLimits::default(),
             data_key_file: None,
             data_key: None,
+            script_limits: Default::default(),
+            script_budget: Default::default(),
         }
     }
 }
@@ -127,7 +133,8 @@ impl RunningServer {
 
 /// Opens the database, prepares the first admin and metadata, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    let store = Store::connect(&config.database_url).await?;
+    let mut store = Store::connect(&config.database_url).await?;
+    store.configure_scripts(config.script_limits.clone(), config.script_budget.clone());
     let source = KeySource::new(config.data_key_file.clone(), config.data_key.clone());
     if let Opened::Created(Some(path)) = keys::open_or_create(&store, &source).await? {
         // Printed once, like the first admin's password: the operator must know where it is.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tessera_metadata::{FieldDefinition, ObjectDefinition, Value};
 
-use crate::{Limits, RunInput, RunOutcome, Row, SaveInput, SaveOutcome, ScriptError};
+use crate::{Limits, Row, RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError};
 
 /// A compile error, with the position Rhai reports (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

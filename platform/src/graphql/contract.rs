@@ -19,6 +19,9 @@ pub struct Caller {
     pub broad_team: bool,
     /// The request being served, as the sensitive access log records it.
     pub request_id: Option<String>,
+    /// Set on writes made by scripts: the budget of the request that set them off and how
+    /// deeply triggers are nested. `None` for a caller of the API (a fresh budget per call).
+    pub chain: Option<tessera_plugins::Chain>,
 }
 
 impl Caller {
@@ -29,7 +32,7 @@ impl Caller {
         } else {
             AccessProfile::Restricted(Default::default())
         });
-        Caller { user_id, email, roles, access, broad_team: false, request_id: None }
+        Caller { user_id, email, roles, access, broad_team: false, request_id: None, chain: None }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -228,4 +231,16 @@ pub trait RecordStore: Send + Sync {
         object: &ObjectDefinition,
         id: &str,
     ) -> DataResult<String>;
+
+    /// Runs the `ACTION` script `action` of `object` on record `id` with `input`; returns the
+    /// script's value.
+    async fn run_action(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &Arc<ObjectDefinition>,
+        id: &str,
+        action: &str,
+        input: Option<serde_json::Value>,
+    ) -> DataResult<serde_json::Value>;
 }

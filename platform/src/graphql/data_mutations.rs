@@ -205,3 +205,31 @@ pub fn upsert_type(object: &ObjectDefinition) -> InputObject {
         .field(InputValue::new("onConflict", TypeRef::named_nn_list_nn(&fe)))
         .field(InputValue::new("update", TypeRef::named_nn_list_nn(&fe)))
 }
+
+/// `runAction(object, id, action, input)`: runs an `ACTION` script on a record; whether the
+/// caller may is checked when it runs (the action's roles, or update access to the record).
+pub(super) fn run_action_field(shared: &Arc<Shared>) -> Field {
+    let s = shared.clone();
+    Field::new("runAction", TypeRef::named("JSON"), move |ctx| {
+        let shared = s.clone();
+        FieldFuture::new(async move {
+            let dc = data(&ctx)?;
+            let name = ctx.args.try_get("object")?.string()?.to_string();
+            let object = object_of(&shared, &name)?;
+            let id = ctx.args.try_get("id")?.string()?.to_string();
+            let action = ctx.args.try_get("action")?.string()?.to_string();
+            let input = arg_value(&ctx, "input").map(super::values::json_of).filter(|v| !v.is_null());
+            let result = dc
+                .store
+                .run_action(&dc.caller, &shared.registry, &object, &id, &action, input)
+                .await
+                .map_err(data_error)?;
+            Ok(Some(FieldValue::value(GqlValue::from_json(result).map_err(|e| Error::new(e.to_string()))?)))
+        })
+    })
+    .description("Runs an ACTION script of an object on one of its records.")
+    .argument(InputValue::new("object", TypeRef::named_nn(TypeRef::STRING)))
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .argument(InputValue::new("action", TypeRef::named_nn(TypeRef::STRING)))
+    .argument(InputValue::new("input", TypeRef::named("JSON")))
+}

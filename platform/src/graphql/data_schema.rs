@@ -98,10 +98,12 @@ pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) ->
             delete: grant.allows(Action::Delete),
         }
     };
-    let has_mutations = views.iter().any(|o| {
-        let a = allowed(o);
-        a.any_write() || a.delete
-    });
+    let has_actions = views.iter().any(|o| !o.active_scripts(tessera_metadata::ScriptHook::Action).is_empty());
+    let has_mutations = has_actions
+        || views.iter().any(|o| {
+            let a = allowed(o);
+            a.any_write() || a.delete
+        });
     let mut query = Object::new("Query").field(me_field());
     let mut mutation = Object::new("Mutation");
     let mut schema = Schema::build("Query", has_mutations.then_some("Mutation"), None);
@@ -133,6 +135,9 @@ pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) ->
         }
         query = add_queries(&shared, object, query);
         mutation = add_mutations(&shared, object, mutation, allowed);
+    }
+    if has_actions {
+        mutation = mutation.field(super::data_mutations::run_action_field(&shared));
     }
     schema = schema.register(query);
     if has_mutations {
@@ -304,6 +309,9 @@ fn object_types(shared: &Arc<Shared>, object: &Arc<ObjectDefinition>, access: &A
         .description(f.help_text.clone().unwrap_or_else(|| f.label.clone()));
         if f.field_type == FieldType::AutoNumber {
             gf = gf.description(format!("{} (assigned automatically)", f.label));
+        }
+        if f.is_formula() {
+            gf = gf.description(format!("{} (computed by a formula)", f.label));
         }
         t = t.field(gf);
     }
@@ -489,6 +497,7 @@ fn input_type(object: &ObjectDefinition) -> InputObject {
         .field(InputValue::new("owner", TypeRef::named(TypeRef::ID)));
     for f in &object.fields {
         match f.field_type {
+            _ if f.is_formula() => {}
             FieldType::AutoNumber => {}
             FieldType::Lookup => i = i.field(InputValue::new(f.graphql_id_name(), TypeRef::named(TypeRef::ID))),
             _ => i = i.field(InputValue::new(f.graphql_name(), output_type(object, f)).description(f.label.clone())),

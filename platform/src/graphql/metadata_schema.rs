@@ -21,7 +21,7 @@ pub type MetadataSchema = Schema<MetaQuery, MetaMutation, EmptySubscription>;
 pub struct MetaQuery(CatalogQuery, IdentityQuery, PrivacyQuery, super::keys_schema::KeysQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MetaMutation(CatalogMutation, IdentityMutation, PrivacyMutation);
+pub struct MetaMutation(CatalogMutation, IdentityMutation, PrivacyMutation, super::scripts_schema::ScriptsMutation);
 
 pub fn build(service: Arc<MetadataService>, access: Arc<AccessService>, store: Store) -> MetadataSchema {
     Schema::build(MetaQuery::default(), MetaMutation::default(), EmptySubscription)
@@ -33,7 +33,7 @@ pub fn build(service: Arc<MetadataService>, access: Arc<AccessService>, store: S
         .finish()
 }
 
-fn change_error(e: ChangeError) -> async_graphql::Error {
+pub(super) fn change_error(e: ChangeError) -> async_graphql::Error {
     match e {
         ChangeError::Invalid(MetadataError::UnknownObject(_) | MetadataError::UnknownField { .. }) => {
             gql_error("NOT_FOUND", e.to_string())
@@ -69,12 +69,15 @@ pub enum FieldTypeGql {
     Lookup,
     AutoNumber,
     Json,
+    /// Computed by a Rhai `expression` over `record`; stored as its `resultType`.
+    Formula,
 }
 
 impl FieldTypeGql {
-    fn model(self) -> FieldType {
+    /// The stored type; `None` for `FORMULA`, whose stored type is its `resultType`.
+    fn model(self) -> Option<FieldType> {
         use FieldTypeGql as G;
-        match self {
+        Some(match self {
             G::Text => FieldType::Text,
             G::LongText => FieldType::LongText,
             G::Integer => FieldType::Integer,
@@ -92,6 +95,28 @@ impl FieldTypeGql {
             G::Lookup => FieldType::Lookup,
             G::AutoNumber => FieldType::AutoNumber,
             G::Json => FieldType::Json,
+            G::Formula => return None,
+        })
+    }
+
+    /// The stored type of a field of this type: a formula's is its `resultType`.
+    fn stored(self, result_type: Option<FieldTypeGql>) -> async_graphql::Result<FieldType> {
+        match (self, result_type) {
+            (FieldTypeGql::Formula, Some(r)) => r.model().ok_or_else(|| {
+                gql_error("BAD_USER_INPUT", "a formula's resultType is the type it computes, not FORMULA")
+            }),
+            (FieldTypeGql::Formula, None) => Err(gql_error("BAD_USER_INPUT", "a FORMULA field needs a resultType")),
+            (t, Some(_)) => {
+                Err(gql_error("BAD_USER_INPUT", format!("resultType applies only to FORMULA fields, not {}", t.name())))
+            }
+            (t, None) => t.model().ok_or_else(|| gql_error("INTERNAL_SERVER_ERROR", "internal error")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self.model() {
+            Some(t) => t.as_str(),
+            None => "FORMULA",
         }
     }
 
@@ -141,7 +166,15 @@ impl FieldGql {
     }
     #[graphql(name = "type")]
     async fn field_type(&self) -> FieldTypeGql {
-        FieldTypeGql::of(self.0.field_type)
+        if self.0.is_formula() { FieldTypeGql::Formula } else { FieldTypeGql::of(self.0.field_type) }
+    }
+    /// A formula's Rhai expression over `record`.
+    async fn expression(&self) -> Option<&str> {
+        self.0.formula.as_deref()
+    }
+    /// The type a formula computes (and stores).
+    async fn result_type(&self) -> Option<FieldTypeGql> {
+        self.0.is_formula().then(|| FieldTypeGql::of(self.0.field_type))
     }
     async fn required(&self) -> bool {
         self.0.required
@@ -209,6 +242,12 @@ impl ObjectGql {
     }
     async fn fields(&self) -> Vec<FieldGql> {
         self.0.fields.iter().cloned().map(FieldGql).collect()
+    }
+    /// Validation rules, triggers and actions, in the order each hook runs them.
+    async fn scripts(&self) -> Vec<super::scripts_schema::ScriptGql> {
+        let mut all: Vec<_> = self.0.scripts.clone();
+        all.sort_by(|a, b| (a.hook, a.order, a.name.as_str()).cmp(&(b.hook, b.order, b.name.as_str())));
+        all.into_iter().map(super::scripts_schema::ScriptGql).collect()
     }
 }
 
@@ -345,6 +384,10 @@ pub struct FieldInput {
     format: Option<String>,
     /// Personal data: encrypted at rest, searchable through a blind index, masked.
     sensitive: Option<SensitiveInput>,
+    /// A `FORMULA` field's Rhai expression over `record`.
+    expression: Option<String>,
+    /// The type a `FORMULA` field computes.
+    result_type: Option<FieldTypeGql>,
 }
 
 #[derive(InputObject)]
@@ -365,6 +408,10 @@ pub struct UpdateFieldInput {
     /// Protection of personal data; `null` makes the field an ordinary one again (its values
     /// are decrypted).
     sensitive: async_graphql::MaybeUndefined<SensitiveInput>,
+    /// A new expression for a `FORMULA` field (every record's value is recomputed).
+    expression: Option<String>,
+    /// A new result type for a `FORMULA` field.
+    result_type: Option<FieldTypeGql>,
 }
 
 fn options(list: Option<Vec<OptionGql>>) -> Vec<PicklistOption> {
@@ -429,8 +476,16 @@ impl CatalogMutation {
         object: String,
         input: FieldInput,
     ) -> async_graphql::Result<FieldGql> {
-        let mut field =
-            FieldDefinition::new(FieldName::new(&input.name).map_err(invalid)?, input.label, input.field_type.model());
+        let stored = input.field_type.stored(input.result_type)?;
+        let mut field = FieldDefinition::new(FieldName::new(&input.name).map_err(invalid)?, input.label, stored);
+        field.formula = match (input.field_type, input.expression) {
+            (FieldTypeGql::Formula, Some(e)) => Some(e),
+            (FieldTypeGql::Formula, None) => {
+                return Err(gql_error("BAD_USER_INPUT", "a FORMULA field needs an expression"));
+            }
+            (_, Some(_)) => return Err(gql_error("BAD_USER_INPUT", "expression applies only to FORMULA fields")),
+            (_, None) => None,
+        };
         field.required = input.required;
         field.unique = input.unique;
         field.indexed = input.indexed;
@@ -453,13 +508,36 @@ impl CatalogMutation {
         field: String,
         input: UpdateFieldInput,
     ) -> async_graphql::Result<FieldGql> {
-        let updated = service(ctx)?
+        let service = service(ctx)?;
+        let current = service.current().registry.require(&object).map_err(invalid)?.field(&field).cloned();
+        let was_formula = current.as_ref().is_some_and(FieldDefinition::is_formula);
+        let becomes_formula = match input.field_type {
+            Some(t) => t == FieldTypeGql::Formula,
+            None => was_formula,
+        };
+        // The stored type after the change: a formula's result type, else the given type.
+        let new_type = match (input.field_type, input.result_type) {
+            (Some(FieldTypeGql::Formula), None) if was_formula => None,
+            (None, Some(r)) if was_formula => Some(FieldTypeGql::Formula.stored(Some(r))?),
+            (None, Some(_)) => return Err(gql_error("BAD_USER_INPUT", "resultType applies only to FORMULA fields")),
+            (Some(t), r) => Some(t.stored(r)?),
+            (None, None) => None,
+        };
+        let formula = match (becomes_formula, input.expression) {
+            (true, Some(e)) => Some(e),
+            (true, None) if was_formula => current.and_then(|c| c.formula),
+            (true, None) => return Err(gql_error("BAD_USER_INPUT", "a FORMULA field needs an expression")),
+            (false, Some(_)) => return Err(gql_error("BAD_USER_INPUT", "expression applies only to FORMULA fields")),
+            (false, None) => None,
+        };
+        let updated = service
             .update_field(&actor(ctx)?, &object, &field, |f| {
                 if let Some(v) = input.label {
                     f.label = v;
                 }
-                if let Some(t) = input.field_type {
-                    f.field_type = t.model();
+                f.formula = formula;
+                if let Some(t) = new_type {
+                    f.field_type = t;
                     if !f.field_type.is_textual() {
                         f.max_length = None;
                     }

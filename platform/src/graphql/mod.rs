@@ -6,13 +6,14 @@ mod contract;
 mod data_mutations;
 pub mod data_schema;
 mod errors;
-mod filter_input;
+pub(crate) mod filter_input;
 mod identity_schema;
 mod keys_schema;
 pub mod metadata_schema;
 mod prefetch;
 mod privacy_schema;
 pub mod schema_cache;
+mod scripts_schema;
 mod values;
 
 pub use access_errors::explain_forbidden;

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
-use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, TypeChange, Value};
+use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, ScriptDefinition, TypeChange, Value};
 
 use super::audit::{AuditEntry, append};
 use super::codec::{Storage, decode, storage, to_sql};
@@ -44,6 +44,16 @@ pub enum MetadataChange {
         object: ObjectDefinition,
         field: FieldDefinition,
     },
+    /// A script added or replaced (no DDL).
+    SetScript {
+        object: ObjectDefinition,
+        before: Option<ScriptDefinition>,
+        script: ScriptDefinition,
+    },
+    DeleteScript {
+        object: ObjectDefinition,
+        script: ScriptDefinition,
+    },
 }
 
 impl MetadataChange {
@@ -55,17 +65,21 @@ impl MetadataChange {
             MetadataChange::CreateField { .. } => "create_field",
             MetadataChange::UpdateField { .. } => "update_field",
             MetadataChange::DeleteField { .. } => "delete_field",
+            MetadataChange::SetScript { .. } => "set_script",
+            MetadataChange::DeleteScript { .. } => "delete_script",
         }
     }
 
-    fn object(&self) -> &ObjectDefinition {
+    pub fn object(&self) -> &ObjectDefinition {
         match self {
             MetadataChange::CreateObject { object }
             | MetadataChange::UpdateObject { object, .. }
             | MetadataChange::DeleteObject { object }
             | MetadataChange::CreateField { object, .. }
             | MetadataChange::UpdateField { object, .. }
-            | MetadataChange::DeleteField { object, .. } => object,
+            | MetadataChange::DeleteField { object, .. }
+            | MetadataChange::SetScript { object, .. }
+            | MetadataChange::DeleteScript { object, .. } => object,
         }
     }
 
@@ -80,6 +94,8 @@ impl MetadataChange {
             MetadataChange::CreateField { field, .. } => (None, j(field)),
             MetadataChange::UpdateField { before, after, .. } => (j(before), j(after)),
             MetadataChange::DeleteField { field, .. } => (j(field), None),
+            MetadataChange::SetScript { before, script, .. } => (before.as_ref().and_then(j), j(script)),
+            MetadataChange::DeleteScript { script, .. } => (j(script), None),
         }
     }
 }
@@ -257,7 +273,9 @@ impl Store {
                     self.init_sequence(txn, object, f, 1).await?;
                 }
             }
-            MetadataChange::UpdateObject { .. } => {}
+            MetadataChange::UpdateObject { .. }
+            | MetadataChange::SetScript { .. }
+            | MetadataChange::DeleteScript { .. } => {}
             MetadataChange::DeleteObject { object } => {
                 txn.execute(&ddl::drop_table(&object.table())).await?;
             }
@@ -282,6 +300,9 @@ impl Store {
                     let next = self.number_existing(txn, object, field).await?;
                     self.init_sequence(txn, object, field, next).await?;
                 }
+                if field.is_formula() {
+                    self.recompute_formula(txn, object, field).await?;
+                }
                 if let Some(ix) = ddl::field_index(&table, field, &column) {
                     txn.execute(&ix).await?;
                 }
@@ -304,6 +325,9 @@ impl Store {
                 }
                 if *plan == TypeChange::Convert {
                     self.convert_column(txn, object, before, after).await?;
+                }
+                if after.is_formula() && (before.formula != after.formula || *plan == TypeChange::Convert) {
+                    self.recompute_formula(txn, object, after).await?;
                 }
                 if after.unique && (!before.unique || *plan == TypeChange::Convert) {
                     self.refuse_duplicates(txn, &table, after).await?;

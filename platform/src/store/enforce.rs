@@ -139,8 +139,8 @@ pub(super) fn write_issues(
             (grant.allows(Action::Update), "owner")
         } else {
             match object.field(name) {
-                // Auto numbers are refused as read-only by input validation for everyone.
-                Some(f) if f.field_type == FieldType::AutoNumber => (true, name.as_str()),
+                // Auto numbers and formulas are refused as read-only by input validation for everyone.
+                Some(f) if f.field_type == FieldType::AutoNumber || f.is_formula() => (true, name.as_str()),
                 Some(f) => (grant.field(f.name.as_str()) == FieldAccess::Edit, name.as_str()),
                 // Unknown names are reported by input validation.
                 None => (true, name.as_str()),

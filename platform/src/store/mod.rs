@@ -17,6 +17,7 @@ mod reads;
 mod record_store;
 mod rekey;
 mod roles;
+mod scripts;
 mod sensitive;
 mod users;
 mod validation;
@@ -41,6 +42,7 @@ pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleF
 pub use privacy::Erasure;
 pub use rekey::{FieldKeyUsage, JobKind, JobState, KeyJob, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
+pub use scripts::TestRun;
 pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
 
@@ -92,6 +94,8 @@ pub struct Store {
     master: Arc<arc_swap::ArcSwapOption<MasterKey>>,
     /// The key ring version the installed ring was loaded at.
     key_ring_loaded: Arc<AtomicI64>,
+    /// The script host, its compiled scripts and the budgets of script runs.
+    scripts: Arc<scripts::ScriptRuntime>,
 }
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
@@ -217,6 +221,7 @@ impl Store {
             converting: Arc::new(arc_swap::ArcSwap::from_pointee(HashSet::new())),
             master: Arc::new(arc_swap::ArcSwapOption::empty()),
             key_ring_loaded: Arc::new(AtomicI64::new(0)),
+            scripts: Arc::new(scripts::ScriptRuntime::new(Default::default(), Default::default())),
         })
     }
 

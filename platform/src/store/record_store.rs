@@ -136,7 +136,9 @@ impl RecordStore for Store {
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
         let supplied = supplied_columns(object, &inputs);
-        let mut records = self.create_records(caller, registry, object, inputs, upsert).await?;
+        let written = self.create_records(caller, registry, object, inputs, upsert).await?;
+        self.after_save(caller, registry, object, &written).await;
+        let mut records: Vec<Record> = written.into_iter().map(|(r, _)| r).collect();
         self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
         Ok(records)
     }
@@ -151,7 +153,10 @@ impl RecordStore for Store {
         expected_version: Option<i64>,
     ) -> DataResult<Record> {
         let supplied = supplied_columns(object, std::slice::from_ref(&input));
-        let record = self.update_record(caller, registry, object, id, input, expected_version).await?;
+        let (record, old) = self.update_record(caller, registry, object, id, input, expected_version).await?;
+        let written = [(record, Some(old))];
+        self.after_save(caller, registry, object, &written).await;
+        let [(record, _)] = written;
         let mut records = [record];
         self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
         let [record] = records;
@@ -168,7 +173,14 @@ impl RecordStore for Store {
     ) -> DataResult<Vec<Record>> {
         let supplied = supplied_columns(object, std::slice::from_ref(&input));
         let filter = self.hash_filter_opt(filter)?;
-        let mut records = self.update_records(caller, registry, object, filter, input).await?;
+        let written: Vec<(Record, Option<Record>)> = self
+            .update_records(caller, registry, object, filter, input)
+            .await?
+            .into_iter()
+            .map(|(r, old)| (r, Some(old)))
+            .collect();
+        self.after_save(caller, registry, object, &written).await;
+        let mut records: Vec<Record> = written.into_iter().map(|(r, _)| r).collect();
         self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
         Ok(records)
     }
@@ -195,5 +207,17 @@ impl RecordStore for Store {
         id: &str,
     ) -> DataResult<String> {
         self.destroy_record(caller, registry, object, id).await
+    }
+
+    async fn run_action(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &Arc<ObjectDefinition>,
+        id: &str,
+        action: &str,
+        input: Option<serde_json::Value>,
+    ) -> DataResult<serde_json::Value> {
+        Store::run_action(self, caller, registry, object, id, action, input).await
     }
 }

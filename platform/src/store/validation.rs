@@ -51,6 +51,13 @@ pub(super) fn coerce_input(
             );
             continue;
         }
+        if field.is_formula() {
+            issues.push(
+                FieldIssue::new(name.as_str(), IssueCode::ReadOnly, "is computed by its formula and cannot be written")
+                    .at(index),
+            );
+            continue;
+        }
         match Value::coerce(field, json) {
             Ok(v) => {
                 if v.is_null() && field.required {
@@ -69,6 +76,7 @@ pub(super) fn coerce_input(
             if row.contains_key(&column)
                 || input.contains_key(field.name.as_str())
                 || field.field_type == FieldType::AutoNumber
+                || field.is_formula()
             {
                 continue;
             }

@@ -16,6 +16,7 @@ use super::audit::{AuditEntry, append};
 use super::codec::{Storage, storage, to_sql};
 use super::filter::condition;
 use super::reads::{SYSTEM_COLUMNS, read_columns};
+use super::scripts::SaveJob;
 use super::validation::coerce_input;
 use super::{Store, StoreError, enforce};
 use crate::graphql::{Caller, DataError, DataResult, Record, RecordInput, Upsert};
@@ -200,7 +201,7 @@ impl Store {
         object: &ObjectDefinition,
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
-    ) -> DataResult<Vec<Record>> {
+    ) -> DataResult<Vec<(Record, Option<Record>)>> {
         enforce::require(caller, object, Action::Create)?;
         let conflict_field = match &upsert {
             Some(u) => Some(upsert_field(object, u)?),
@@ -225,6 +226,16 @@ impl Store {
         }
         if !issues.is_empty() {
             return Err(DataError::invalid_fields(issues));
+        }
+        // BEFORE_SAVE scripts, formulas and validation rules, before the writer lock.
+        if self.has_save_scripts(registry, object) {
+            let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
+            let jobs = rows.into_iter().map(|record| SaveJob { record, old: None }).collect();
+            let (saved, issues) = self.run_save_scripts(caller, registry, object, jobs).await?;
+            if !issues.is_empty() {
+                return Err(DataError::invalid_fields(issues));
+            }
+            rows = saved.into_iter().map(|(record, _)| record).collect();
         }
         // New records get their ids, system columns and (when no auto number has to be filled
         // in under the lock) audit images before the writer lock is taken, so that little but
@@ -325,7 +336,7 @@ impl Store {
             numbers.push((f, self.reserve_numbers(&txn, object, f, inserting as i64).await?));
         }
         let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting);
-        let mut out: Vec<Option<Record>> = vec![None; rows.len()];
+        let mut out: Vec<Option<(Record, Option<Record>)>> = vec![None; rows.len()];
         let mut audit = Vec::with_capacity(rows.len());
         let new = prepared.into_iter().enumerate().filter(|(i, _)| !existing.contains_key(i));
         for (n, (i, (id, mut row, after))) in new.enumerate() {
@@ -350,12 +361,12 @@ impl Store {
                     values.insert(f.column(), given.clone());
                 }
             }
-            out[i] = Some(Record { id, values, broken: Vec::new() });
+            out[i] = Some((Record { id, values, broken: Vec::new() }, None));
         }
         for (i, rec) in existing {
             let patch = rows[i].clone();
-            let updated = self.apply_update(&txn, caller, object, rec, patch, None, &mut audit).await?;
-            out[i] = Some(updated);
+            let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
+            out[i] = Some((updated, Some(rec)));
         }
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
@@ -474,7 +485,7 @@ impl Store {
         id: &str,
         input: RecordInput,
         expected_version: Option<i64>,
-    ) -> DataResult<Record> {
+    ) -> DataResult<(Record, Record)> {
         let scope = enforce::rows(caller, object.name.as_str(), Action::Update)?;
         let patch = checked_patch(caller, object, &input)?;
         let _guard = self.write_guard().await;
@@ -483,6 +494,7 @@ impl Store {
             .lock_record(&txn, object, id, Some(false), scope.as_ref())
             .await?
             .ok_or_else(|| not_found(object, id))?;
+        let patch = self.scripted_patch(caller, registry, object, &current, patch).await?;
         let rows = [(0usize, &patch)];
         let mut issues = self.check_references(&txn, caller, registry, object, &rows).await?;
         issues.extend(self.check_unique(&txn, object, &rows, &HashSet::from([id.to_string()])).await?);
@@ -490,10 +502,42 @@ impl Store {
             return Err(issue_error(issues));
         }
         let mut audit = Vec::new();
-        let record = self.apply_update(&txn, caller, object, current, patch, expected_version, &mut audit).await?;
+        let record =
+            self.apply_update(&txn, caller, object, current.clone(), patch, expected_version, &mut audit).await?;
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
-        Ok(record)
+        Ok((record, current))
+    }
+
+    /// An update's patch with what the object's scripts add to it (BEFORE_SAVE assignments and
+    /// formula values), after its validation rules passed, run over the current record with
+    /// the patch applied.
+    async fn scripted_patch(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        current: &Record,
+        patch: Row,
+    ) -> DataResult<Row> {
+        if !self.has_save_scripts(registry, object) {
+            return Ok(patch);
+        }
+        let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
+        let mut old = self.open_for_scripts(object, &current.id, &current.values);
+        old.insert("id".into(), Value::Text(current.id.clone()));
+        let mut record = old.clone();
+        record.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let (mut saved, issues) =
+            self.run_save_scripts(caller, registry, object, vec![SaveJob { record, old: Some(old) }]).await?;
+        if !issues.is_empty() {
+            return Err(DataError::invalid_fields(issues));
+        }
+        let mut patch = patch;
+        if let Some((_, changes)) = saved.pop() {
+            patch.extend(changes);
+        }
+        Ok(patch)
     }
 
     pub async fn update_records(
@@ -503,7 +547,7 @@ impl Store {
         object: &ObjectDefinition,
         filter: Option<Filter>,
         input: RecordInput,
-    ) -> DataResult<Vec<Record>> {
+    ) -> DataResult<Vec<(Record, Record)>> {
         let filter = Filter::and_maybe(
             filter.map(|f| enforce::scope_related(caller, object, f)).transpose()?,
             enforce::rows(caller, object.name.as_str(), Action::Update)?,
@@ -553,7 +597,8 @@ impl Store {
         let mut audit = Vec::with_capacity(current.len());
         let mut out = Vec::with_capacity(current.len());
         for rec in current {
-            out.push(self.apply_update(&txn, caller, object, rec, patch.clone(), None, &mut audit).await?);
+            let patch = self.scripted_patch(caller, registry, object, &rec, patch.clone()).await?;
+            out.push((self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?, rec));
         }
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
