@@ -1,5 +1,7 @@
 //! What each hook may do, through `save` (the write path) and `run`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
