@@ -57,6 +57,7 @@ pub(crate) struct RunState {
     pub logs: Vec<String>,
     dropped_logs: usize,
     timeout: Duration,
+    max_map_len: usize,
     budget: Option<Arc<Budget>>,
     host: Option<HostLink>,
     started: Instant,
@@ -90,6 +91,7 @@ impl RunState {
             logs: Vec::new(),
             dropped_logs: 0,
             timeout: limits.timeout,
+            max_map_len: limits.max_map_len,
             budget,
             host,
             started: now,
@@ -434,10 +436,27 @@ fn find(ctx: &NativeCallContext, object: &str, filter: Map, limit: INT) -> RhaiR
     };
     let wanted = usize::try_from(limit.max(1)).unwrap_or(MAX_FIND_LIMIT).min(MAX_FIND_LIMIT);
     let call = HostCall::Find { object: object.to_string(), filter, limit: wanted };
-    match host_call(ctx, "find", call)? {
-        HostReply::Many(records) => Ok(records.iter().map(record_map).collect()),
-        HostReply::One(record) => Ok(vec![record_map(&record)]),
+    let records = match host_call(ctx, "find", call)? {
+        HostReply::Many(records) => records,
+        HostReply::One(record) => vec![record],
+    };
+    let maps: Array = records.iter().map(record_map).collect();
+    // Said here, in terms of the call, rather than later as a map that grew too large.
+    let entries: usize = maps.iter().map(|m| m.read_lock::<Map>().map_or(0, |m| m.len())).sum();
+    let most = with_state(|s| s.max_map_len).unwrap_or(usize::MAX);
+    if most > 0 && entries > most {
+        let error = ScriptError::Limit {
+            limit: "max_map_len",
+            message: format!(
+                "find(\"{object}\") returned {} records holding {entries} values, more than the {most} a script may \
+                 hold: ask for fewer",
+                maps.len()
+            ),
+        };
+        return Err(with_state(|s| abort(s, error, ctx.call_position()))
+            .unwrap_or_else(|| runtime("find() called outside a script run", ctx.call_position())));
     }
+    Ok(maps)
 }
 
 /// One host call: checks the hook has the host API, counts the budget before the call (and
