@@ -109,6 +109,10 @@ fn writable<'o>(object: &'o ObjectDefinition, key: &str) -> Result<&'o FieldDefi
         return Err("it is a system field".into());
     }
     let Some(field) = object.field(key) else {
+        let lookup = key.strip_suffix("_id").and_then(|stem| object.field(stem));
+        if let Some(lookup) = lookup.filter(|f| f.field_type == FieldType::Lookup) {
+            return Err(format!("assign the lookup by its api name: `record.{} = \"<id>\"`", lookup.name));
+        }
         return Err(format!("object `{}` has no such field", object.name));
     };
     if field.is_formula() {
@@ -215,6 +219,11 @@ impl ScriptHost {
                         self.limits.max_expr_depth,
                         self.limits.max_expr_depth / 2
                     ),
+                    ParseErrorType::Reserved(word) if word == "import" || word == "export" => {
+                        format!("`{word}` is not available in scripts: they cannot load modules")
+                    }
+                    // A disabled symbol is reported as a lexer error naming it.
+                    other if other.to_string().contains("'eval'") => "`eval` is not available in scripts".to_string(),
                     other => other.to_string(),
                 };
                 Err(CompileError { line, column, message })
@@ -383,7 +392,8 @@ impl ScriptHost {
     /// Runs one script once (AFTER_SAVE, ACTION, or a testScript dry run of any hook).
     pub fn run(&self, compiled: &Compiled, input: RunInput<'_>) -> RunOutcome {
         let started = Instant::now();
-        let mut outcome = match input.host {
+        // Only AFTER_SAVE and ACTION scripts reach records, whatever the caller passes.
+        let mut outcome = match input.host.filter(|_| input.hook.has_host_api()) {
             None => self.execute(compiled, &input, None),
             Some(host) => self.execute_with_host(compiled, &input, host),
         };

@@ -101,7 +101,7 @@ fn before_save_may_only_assign_writable_fields_with_fitting_values() {
         "bad",
         ScriptHook::BeforeSave,
         0,
-        r#"record.total = 1; record.code = "X-1"; record.id = "other"; record.nope = 1;
+        r#"record.total = 1; record.code = "X-1"; record.id = "other"; record.nope = 1; record.account_id = "a2";
            record.amount = 1.005; record.stage = "bogus"; record.quantity = 7;"#,
     )];
     let out = save(&h, &object, &row(), None, &chain());
@@ -111,10 +111,11 @@ fn before_save_may_only_assign_writable_fields_with_fitting_values() {
     assert!(on("code").contains("AUTO_NUMBER"), "{found:?}");
     assert!(on("id").contains("system field"), "{found:?}");
     assert!(on("nope").contains("no such field"), "{found:?}");
+    assert!(on("account_id").contains("`record.account = \"<id>\"`"), "{found:?}");
     assert!(on("amount").starts_with("BEFORE_SAVE script `bad` set `amount` to \"1.005\""), "{found:?}");
     assert!(on("amount").contains("more than 2 digits"), "{found:?}");
     assert!(on("stage").contains("not an option"), "{found:?}");
-    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found.len(), 7, "{found:?}");
     // The one fitting assignment goes through.
     assert_eq!(out.changes.get("quantity"), Some(&Value::Int(7)));
     assert_eq!(out.changes.get("total"), Some(&Value::Int(123_450 * 7)));

@@ -84,6 +84,17 @@ fn host_functions_need_a_hook_with_the_host_api() {
         let message = out.failure.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains(&format!("create() is not available in {} scripts", hook.as_str())), "{message}");
     }
+    // Handing a host to a rule (a dry run, say) does not give it one.
+    let fake = FakeHost::new(1);
+    for hook in [ScriptHook::Validate, ScriptHook::BeforeSave] {
+        let out = run_hook(&h, hook, r#"find("deal", #{}, 1)"#, &row(), Some(&fake), &chain);
+        assert!(out.failure.is_some_and(|e| e.to_string().contains("not available")));
+    }
+    assert!(fake.calls.lock().unwrap().is_empty());
+    // AFTER_SAVE sees the saved record read-only: changes go through update().
+    let out = run_hook(&h, ScriptHook::AfterSave, "record.amount = 1;", &row(), Some(&fake), &chain);
+    let message = out.failure.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.to_lowercase().contains("constant"), "{message}");
 }
 
 #[test]

@@ -89,11 +89,12 @@ fn deeply_nested_expressions_are_refused_at_compile_time() {
 #[test]
 fn eval_modules_files_and_the_network_are_out_of_reach() {
     let h = host();
-    assert!(h.compile(r#"eval("1")"#).is_err());
+    assert_eq!(h.compile(r#"eval("1")"#).unwrap_err().message, "`eval` is not available in scripts");
     assert!(h.compile(r#"let e = "eval"; call(e, "1")"#).is_ok());
     let e = failure(&h, r#"call("eval", "1")"#);
     assert!(matches!(e, ScriptError::Runtime { .. }), "{e:?}");
-    assert!(h.compile(r#"import "x" as y;"#).is_err());
+    let err = h.compile(r#"import "x" as y;"#).unwrap_err();
+    assert_eq!(err.message, "`import` is not available in scripts: they cannot load modules");
     assert!(h.compile(r#"import "/etc/passwd" as p; p::x"#).is_err());
     for source in
         [r#"open_file("/etc/passwd")"#, r#"read_file("/etc/passwd")"#, r#"http_get("http://x")"#, r#"system("ls")"#]
