@@ -137,19 +137,21 @@ fn take_assignments(
     issues: &mut Vec<FieldIssue>,
 ) -> Map {
     let mut next = before.clone();
-    let Some(after) = after.try_cast::<Map>() else {
+    // A map without every key it was given is another map, not the record with assignments.
+    let Some(after) = after.try_cast::<Map>().filter(|a| before.keys().all(|k| a.contains_key(k))) else {
         issues.push(script_issue(
             "",
-            format!("BEFORE_SAVE script `{script}` replaced `record`: assign its fields (`record.amount = …`) instead"),
+            format!(
+                "BEFORE_SAVE script `{script}` replaced `record` or removed its keys: assign its fields \
+                 (`record.amount = …`, `()` to clear one) instead"
+            ),
         ));
         return next;
     };
-    let removed = before.keys().filter(|k| !after.contains_key(*k)).map(|k| (k.to_string(), Dynamic::UNIT));
     let assigned: Vec<(String, Dynamic)> = after
         .iter()
         .filter(|(k, v)| before.get(*k).is_none_or(|old| !same(old, v)))
         .map(|(k, v)| (k.to_string(), v.clone()))
-        .chain(removed)
         .collect();
     for (key, value) in assigned {
         let field = match writable(object, &key) {

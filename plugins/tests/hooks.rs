@@ -321,3 +321,20 @@ fn an_exhausted_budget_is_reported_instead_of_running() {
     let second = issues(&save(&h, &object, &row(), None, &chain));
     assert!(second[0].1.contains("did not run") && second[0].1.contains("operations"), "{second:?}");
 }
+
+#[test]
+fn before_save_must_assign_fields_not_replace_the_record() {
+    let h = host();
+    let mut object = deal();
+    object.scripts = vec![
+        script("replace", ScriptHook::BeforeSave, 0, "record = #{name: \"x\"};"),
+        script("remove", ScriptHook::BeforeSave, 0, "record.remove(\"amount\");"),
+        script("shadow", ScriptHook::BeforeSave, 1, "let record = #{}; record.name = \"y\";"),
+    ];
+    let out = save(&h, &object, &row(), None, &chain());
+    let found = issues(&out);
+    // Replacing the map is refused; a script's own `record` variable is just a variable.
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|(field, m)| field.is_empty() && m.contains("replaced `record` or removed its keys")));
+    assert!(out.changes.is_empty(), "{:?}", out.changes);
+}
