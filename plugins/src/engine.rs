@@ -190,7 +190,8 @@ impl ScriptHost {
         let mut engine = rhai::Engine::new();
         engine.set_max_operations(limits.max_operations);
         engine.set_max_call_levels(limits.max_call_depth);
-        engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth / 2);
+        // Rhai reads 0 as "no limit": function bodies keep at least a depth of 1.
+        engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
         engine.set_max_string_size(limits.max_string_bytes);
         engine.set_max_array_size(limits.max_array_len);
         engine.set_max_map_size(limits.max_map_len);
@@ -219,7 +220,7 @@ impl ScriptHost {
                     ParseErrorType::ExprTooDeep => format!(
                         "expressions nest too deeply (limit `max_expr_depth`: {} levels, {} inside functions)",
                         self.limits.max_expr_depth,
-                        self.limits.max_expr_depth / 2
+                        (self.limits.max_expr_depth / 2).max(1)
                     ),
                     ParseErrorType::Reserved(word) if word == "import" || word == "export" => {
                         format!("`{word}` is not available in scripts: they cannot load modules")
