@@ -57,6 +57,23 @@ impl ObjectDefinition {
         self.fields.iter().filter(|f| f.formula.is_some())
     }
 
+    /// Formulas and scripts whose source reads `field` (`record.<field>`, `old.<field>`,
+    /// `record["<field>"]`), as `formula `x`` / `script `y``: deleting the field would break them.
+    pub fn uses_of(&self, field: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in self.formulas().filter(|f| f.name.as_str() != field) {
+            if reads_field(f.formula.as_deref().unwrap_or_default(), field) {
+                out.push(format!("formula `{}`", f.name));
+            }
+        }
+        for s in &self.scripts {
+            if reads_field(&s.source, field) {
+                out.push(format!("script `{}`", s.name));
+            }
+        }
+        out
+    }
+
     pub fn table(&self) -> String {
         self.name.table()
     }
@@ -163,4 +180,50 @@ impl ObjectDefinition {
 
 fn clash(field: &FieldName, other: &str) -> MetadataError {
     MetadataError::Conflict(format!("field `{field}` clashes with `{other}`: both map to the same column or API name"))
+}
+
+/// Whether a script source reads `field` of `record` or `old` (a textual check: property access
+/// with `.`, `?.` or an index with the quoted name).
+fn reads_field(source: &str, field: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    for var in ["record", "old"] {
+        let mut rest = source;
+        while let Some(at) = rest.find(var) {
+            let before_ok = source.len() - rest.len() + at == 0 || !rest[..at].ends_with(ident);
+            let after = rest[at + var.len()..].trim_start();
+            rest = &rest[at + var.len()..];
+            if !before_ok {
+                continue;
+            }
+            let after = after.strip_prefix('?').unwrap_or(after);
+            if let Some(prop) = after.strip_prefix('.') {
+                let prop = prop.trim_start();
+                let name: String = prop.chars().take_while(|c| ident(*c)).collect();
+                if name == field {
+                    return true;
+                }
+            } else if let Some(index) = after.strip_prefix('[') {
+                let index = index.trim_start();
+                if index.starts_with(&format!("\"{field}\"")) || index.starts_with(&format!("`{field}`")) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_field;
+
+    #[test]
+    fn finds_reads_of_a_field_in_sources() {
+        assert!(reads_field("record.price * record.qty", "qty"));
+        assert!(reads_field("if old?.amount > 1 { }", "amount"));
+        assert!(reads_field("record [\"price\"]", "price"));
+        assert!(!reads_field("record.price_list", "price"));
+        assert!(!reads_field("my_record.price", "price"));
+        assert!(!reads_field("let price = 1;", "price"));
+    }
 }

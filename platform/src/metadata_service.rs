@@ -308,6 +308,13 @@ impl MetadataService {
             .field(field)
             .cloned()
             .ok_or_else(|| MetadataError::UnknownField { object: object.into(), field: field.into() })?;
+        let uses = def.uses_of(field);
+        if !uses.is_empty() {
+            return Err(ChangeError::Refused(format!(
+                "field `{field}` is read by {}; change or delete them first",
+                uses.join(", ")
+            )));
+        }
         def.fields.retain(|f| f.name.as_str() != field);
         let next = Self::objects_with(&base.registry, def.clone());
         self.apply(actor, next, MetadataChange::DeleteField { object: def, field: removed }).await?;

@@ -280,6 +280,11 @@ async fn formula_fields_are_stored_recomputed_and_queryable() {
         .await;
         let r = t.data("mutation($id: ID!) { updateLine(id: $id, data: {qty: 0}) { id } }", json!({"id": id})).await;
         assert_eq!(field_errors(&r), [(0, "unit_share".to_string(), "SCRIPT".to_string())], "{r}");
+        // A field that formulas read cannot be deleted from under them.
+        let r = t.meta("mutation { deleteField(object: \"line\", field: \"qty\") }", json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(message(&r).contains("formula `total`") && message(&r).contains("formula `unit_share`"), "{r}");
+        t.meta_ok("mutation { deleteField(object: \"line\", field: \"unit_share\") }", json!({})).await;
     });
 }
 
