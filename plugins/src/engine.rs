@@ -1,11 +1,19 @@
 //! The sandboxed engine, compilation (cached ASTs) and running scripts.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
-use tessera_metadata::{FieldDefinition, ObjectDefinition, Value};
+use rhai::{Dynamic, Map, ParseErrorType, Scope};
+use tessera_metadata::{
+    FieldDefinition, FieldIssue, FieldType, IssueCode, ObjectDefinition, SYSTEM_FIELDS, ScriptHook, Value,
+};
 
-use crate::{Limits, Row, RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError};
+use crate::convert::{
+    describe, dynamic_to_json, dynamic_to_value, json_to_dynamic, row_to_map, same, value_to_dynamic,
+};
+use crate::sandbox::{self, HostCall, HostLink, HostReply, Pushed, RunState};
+use crate::{Host, Limits, Row, RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError, ScriptUser};
 
 /// A compile error, with the position Rhai reports (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,10 +55,155 @@ pub struct ScriptHost {
     pub(crate) limits: Limits,
 }
 
+/// Names every script sees; compiled into strict-variables mode so a typo in any other name
+/// is a compile error.
+const INPUTS: [&str; 4] = ["record", "old", "user", "input"];
+/// Stack of the thread a script with host access runs on (deep but bounded recursion in a
+/// debug build needs more than the 2 MiB default).
+const SCRIPT_STACK: usize = 16 << 20;
+
+fn compile_scope() -> Scope<'static> {
+    let mut scope = Scope::new();
+    for name in INPUTS {
+        scope.push_dynamic(name, Dynamic::UNIT);
+    }
+    scope
+}
+
+/// Fills `scope` with the inputs of one script, `record` last so the others stay put while
+/// formulas replace it.
+fn push_inputs(scope: &mut Scope, record: Map, constant_record: bool, old: &Dynamic, user: &Dynamic, input: Dynamic) {
+    scope.clear();
+    scope.push_constant_dynamic("old", old.clone());
+    scope.push_constant_dynamic("user", user.clone());
+    scope.push_constant_dynamic("input", input);
+    if constant_record {
+        scope.push_constant_dynamic("record", Dynamic::from_map(record));
+    } else {
+        scope.push_dynamic("record", Dynamic::from_map(record));
+    }
+}
+
+/// Takes `record` back out of a scope filled by `push_inputs` (dropping the script's own
+/// top-level variables).
+fn take_record(scope: &mut Scope) -> Dynamic {
+    scope.rewind(INPUTS.len());
+    scope.remove::<Dynamic>("record").unwrap_or(Dynamic::UNIT)
+}
+
+fn user_map(user: &ScriptUser) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("id".into(), Dynamic::from(user.id.clone()));
+    map.insert("email".into(), Dynamic::from(user.email.clone()));
+    map.insert("roles".into(), Dynamic::from_array(user.roles.iter().map(|r| Dynamic::from(r.clone())).collect()));
+    Dynamic::from_map(map)
+}
+
+fn script_issue(field: &str, message: String) -> FieldIssue {
+    FieldIssue::new(field, IssueCode::Script, message)
+}
+
+/// The field a script may assign under `key`, or why it may not.
+fn writable<'o>(object: &'o ObjectDefinition, key: &str) -> Result<&'o FieldDefinition, String> {
+    if SYSTEM_FIELDS.contains(&key) {
+        return Err("it is a system field".into());
+    }
+    let Some(field) = object.field(key) else {
+        let lookup = key.strip_suffix("_id").and_then(|stem| object.field(stem));
+        if let Some(lookup) = lookup.filter(|f| f.field_type == FieldType::Lookup) {
+            return Err(format!("assign the lookup by its api name: `record.{} = \"<id>\"`", lookup.name));
+        }
+        return Err(format!("object `{}` has no such field", object.name));
+    };
+    if field.is_formula() {
+        return Err("it is a formula field, computed from the record".into());
+    }
+    if field.field_type == FieldType::AutoNumber {
+        return Err("it is an AUTO_NUMBER, assigned by the platform".into());
+    }
+    Ok(field)
+}
+
+/// Compares `record` after a `BEFORE_SAVE` script with the map the script was given; records
+/// the accepted assignments in `changes` (by column, only values that differ from the saved
+/// record) and the refused ones in `issues`. Returns the map the next step sees.
+fn take_assignments(
+    object: &ObjectDefinition,
+    script: &str,
+    before: &Map,
+    after: Dynamic,
+    saved: &Row,
+    changes: &mut Row,
+    issues: &mut Vec<FieldIssue>,
+) -> Map {
+    let mut next = before.clone();
+    // A map without every key it was given is another map, not the record with assignments.
+    let Some(after) = after.try_cast::<Map>().filter(|a| before.keys().all(|k| a.contains_key(k))) else {
+        issues.push(script_issue(
+            "",
+            format!(
+                "BEFORE_SAVE script `{script}` replaced `record` or removed its keys: assign its fields \
+                 (`record.amount = …`, `()` to clear one) instead"
+            ),
+        ));
+        return next;
+    };
+    let assigned: Vec<(String, Dynamic)> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k).is_none_or(|old| !same(old, v)))
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    for (key, value) in assigned {
+        let field = match writable(object, &key) {
+            Ok(f) => f,
+            Err(why) => {
+                issues.push(script_issue(&key, format!("BEFORE_SAVE script `{script}` cannot set `{key}`: {why}")));
+                continue;
+            }
+        };
+        match dynamic_to_value(field, &value, false) {
+            Ok(v) => {
+                next.insert(key.as_str().into(), value_to_dynamic(field, &v));
+                note_change(field, v, saved, changes);
+            }
+            Err(reason) => issues.push(script_issue(
+                &key,
+                format!("BEFORE_SAVE script `{script}` set `{key}` to {}: {reason}", describe(&value)),
+            )),
+        }
+    }
+    next
+}
+
+/// Records `value` for `field` in `changes` unless the saved record already holds it.
+fn note_change(field: &FieldDefinition, value: Value, saved: &Row, changes: &mut Row) {
+    let column = field.column();
+    if saved.get(&column).unwrap_or(&Value::Null) == &value {
+        changes.remove(&column);
+    } else {
+        changes.insert(column, value);
+    }
+}
+
 impl ScriptHost {
     pub fn new(limits: Limits) -> ScriptHost {
-        let _ = limits;
-        todo!("helper")
+        let mut engine = rhai::Engine::new();
+        engine.set_max_operations(limits.max_operations);
+        engine.set_max_call_levels(limits.max_call_depth);
+        // Rhai reads 0 as "no limit": function bodies keep at least a depth of 1.
+        engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
+        engine.set_max_string_size(limits.max_string_bytes);
+        engine.set_max_array_size(limits.max_array_len);
+        engine.set_max_map_size(limits.max_map_len);
+        engine.set_strict_variables(true);
+        engine.set_fail_on_invalid_map_property(true);
+        engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+        for symbol in ["eval", "import", "export"] {
+            engine.disable_symbol(symbol);
+        }
+        engine.on_progress(sandbox::on_progress);
+        sandbox::register(&mut engine);
+        ScriptHost { engine, limits }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -59,23 +212,164 @@ impl ScriptHost {
 
     /// Compiles a script source.
     pub fn compile(&self, source: &str) -> Result<Compiled, CompileError> {
-        let _ = source;
-        todo!("helper")
+        match self.engine.compile_with_scope(&compile_scope(), source) {
+            Ok(ast) => Ok(Compiled { ast: Arc::new(ast) }),
+            Err(err) => {
+                let (line, column) = sandbox::position(err.1).unwrap_or((1, 1));
+                let message = match err.err_type() {
+                    ParseErrorType::ExprTooDeep => format!(
+                        "expressions nest too deeply (limit `max_expr_depth`: {} levels, {} inside functions)",
+                        self.limits.max_expr_depth,
+                        (self.limits.max_expr_depth / 2).max(1)
+                    ),
+                    ParseErrorType::Reserved(word) if word == "import" || word == "export" => {
+                        format!("`{word}` is not available in scripts: they cannot load modules")
+                    }
+                    // A disabled symbol is reported as a lexer error naming it.
+                    other if other.to_string().contains("'eval'") => "`eval` is not available in scripts".to_string(),
+                    other => other.to_string(),
+                };
+                Err(CompileError { line, column, message })
+            }
+        }
     }
 
     /// Compiles every active script and every formula of `object`; the error names the script
     /// (or formula field) that failed.
     pub fn compile_object(&self, object: &ObjectDefinition) -> Result<ObjectScripts, (String, CompileError)> {
-        let _ = object;
-        todo!("helper")
+        let mut out = ObjectScripts::default();
+        for hook in ScriptHook::ALL {
+            for script in object.active_scripts(hook) {
+                let name = script.name.to_string();
+                let compiled = self.compile(&script.source).map_err(|e| (name.clone(), e))?;
+                match hook {
+                    ScriptHook::Validate => out.validate.push((name, compiled)),
+                    ScriptHook::BeforeSave => out.before_save.push((name, compiled)),
+                    ScriptHook::AfterSave => out.after_save.push((name, compiled)),
+                    ScriptHook::Action => {
+                        out.actions.insert(name, compiled);
+                    }
+                }
+            }
+        }
+        for field in object.formulas() {
+            let name = field.name.to_string();
+            let source = field.formula.as_deref().unwrap_or_default();
+            let compiled = self.compile(source).map_err(|e| (name.clone(), e))?;
+            out.formulas.push((name, compiled));
+        }
+        Ok(out)
+    }
+
+    /// One evaluation within the run whose state is on this thread's stack.
+    fn step(
+        &self,
+        pushed: &Pushed,
+        hook: Option<ScriptHook>,
+        name: &str,
+        scope: &mut Scope,
+        compiled: &Compiled,
+    ) -> Result<Dynamic, ScriptError> {
+        pushed.with(|s| s.begin(hook, name));
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(scope, &compiled.ast);
+        let abort = pushed.with(|s| {
+            s.end();
+            s.abort.take()
+        });
+        result.map_err(|e| sandbox::script_error(&e, abort.flatten(), &self.limits))
     }
 
     /// The script steps of one save: `BEFORE_SAVE` scripts (each sees the assignments of the
     /// ones before it), then formulas in definition order (each sees the values before it),
     /// then `VALIDATE` rules over the final record.
     pub fn save(&self, scripts: &ObjectScripts, input: SaveInput<'_>) -> SaveOutcome {
-        let _ = (scripts, input);
-        todo!("helper")
+        let mut out = SaveOutcome::default();
+        if !scripts.touches_saves() {
+            return out;
+        }
+        let budget = &input.chain.budget;
+        if let Some(e) = sandbox::exhausted(budget) {
+            out.issues.push(script_issue("", format!("the record's scripts did not run: {e}")));
+            return out;
+        }
+        let object = input.object;
+        let mut record = row_to_map(object, input.record);
+        let old = input.old.map_or(Dynamic::UNIT, |r| Dynamic::from_map(row_to_map(object, r)));
+        let user = user_map(input.user);
+        let pushed = Pushed::push(RunState::new(None, "", &self.limits, Some(budget.clone()), None));
+        pushed.with(|s| s.log_prefix = true);
+        let mut scope = Scope::new();
+        let mut stopped = false;
+
+        for (name, compiled) in &scripts.before_save {
+            push_inputs(&mut scope, record.clone(), false, &old, &user, Dynamic::UNIT);
+            match self.step(&pushed, Some(ScriptHook::BeforeSave), name, &mut scope, compiled) {
+                Ok(_) => {
+                    let after = take_record(&mut scope);
+                    record =
+                        take_assignments(object, name, &record, after, input.record, &mut out.changes, &mut out.issues);
+                }
+                Err(e) => {
+                    stopped = matches!(e, ScriptError::Budget { .. });
+                    out.issues.push(script_issue("", format!("BEFORE_SAVE script `{name}` failed: {e}")));
+                    if stopped {
+                        break;
+                    }
+                }
+            }
+        }
+
+        // Formulas see neither `old` nor `user`: a stored value must follow from the record
+        // alone, as when existing rows are recomputed.
+        push_inputs(&mut scope, record, true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
+        for (name, compiled) in &scripts.formulas {
+            if stopped {
+                break;
+            }
+            let Some(field) = object.field(name) else { continue };
+            let result = self.step(&pushed, None, name, &mut scope, compiled);
+            let mut record = take_record(&mut scope).try_cast::<Map>().unwrap_or_default();
+            match result {
+                Ok(value) => match dynamic_to_value(field, &value, true) {
+                    Ok(v) => {
+                        record.insert(name.as_str().into(), value_to_dynamic(field, &v));
+                        note_change(field, v, input.record, &mut out.changes);
+                    }
+                    Err(reason) => out
+                        .issues
+                        .push(script_issue(name, format!("formula `{name}` gave {}: {reason}", describe(&value)))),
+                },
+                Err(e) => {
+                    stopped = matches!(e, ScriptError::Budget { .. });
+                    out.issues.push(script_issue(name, format!("formula `{name}` failed: {e}")));
+                }
+            }
+            scope.push_constant_dynamic("record", Dynamic::from_map(record));
+        }
+        if !scripts.validate.is_empty() && !stopped {
+            let record = take_record(&mut scope).try_cast::<Map>().unwrap_or_default();
+            push_inputs(&mut scope, record, true, &old, &user, Dynamic::UNIT);
+        }
+
+        for (name, compiled) in &scripts.validate {
+            if stopped {
+                break;
+            }
+            let result = self.step(&pushed, Some(ScriptHook::Validate), name, &mut scope, compiled);
+            scope.rewind(INPUTS.len());
+            let reported = pushed.with(|s| std::mem::take(&mut s.issues)).unwrap_or_default();
+            out.issues.extend(reported.into_iter().map(|i| script_issue(i.field.as_deref().unwrap_or(""), i.message)));
+            if let Err(e) = result {
+                stopped = matches!(e, ScriptError::Budget { .. });
+                out.issues.push(script_issue("", format!("VALIDATE script `{name}` failed: {e}")));
+            }
+        }
+
+        if let Some(mut state) = pushed.finish() {
+            out.logs = state.take_logs();
+            out.operations = state.total_ops;
+        }
+        out
     }
 
     /// Computes one formula over a record (used to recompute stored values of existing rows).
@@ -86,16 +380,105 @@ impl ScriptHost {
         field: &FieldDefinition,
         record: &Row,
     ) -> Result<Value, ScriptError> {
-        let _ = (compiled, object, field, record);
-        todo!("helper")
+        let mut scope = Scope::new();
+        push_inputs(&mut scope, row_to_map(object, record), true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
+        let pushed = Pushed::push(RunState::new(None, field.name.as_str(), &self.limits, None, None));
+        let result = self.step(&pushed, None, field.name.as_str(), &mut scope, compiled);
+        drop(pushed.finish());
+        let value = result?;
+        dynamic_to_value(field, &value, true).map_err(|reason| ScriptError::Runtime {
+            message: format!("formula `{}` gave {}: {reason}", field.name, describe(&value)),
+            position: None,
+        })
     }
 
     /// Runs one script once (AFTER_SAVE, ACTION, or a testScript dry run of any hook).
     pub fn run(&self, compiled: &Compiled, input: RunInput<'_>) -> RunOutcome {
-        let _ = (compiled, input);
-        todo!("helper")
+        let started = Instant::now();
+        // Only AFTER_SAVE and ACTION scripts reach records, whatever the caller passes.
+        let mut outcome = match input.host.filter(|_| input.hook.has_host_api()) {
+            None => self.execute(compiled, &input, None),
+            Some(host) => self.execute_with_host(compiled, &input, host),
+        };
+        outcome.duration = started.elapsed();
+        outcome
+    }
+
+    /// Runs the script on a thread of its own while this thread serves its host calls: the
+    /// host is borrowed for this call only, so it cannot be reached from the engine's
+    /// functions; requests and replies go through channels instead.
+    fn execute_with_host(&self, compiled: &Compiled, input: &RunInput<'_>, host: &dyn Host) -> RunOutcome {
+        let (call_tx, call_rx) = mpsc::channel::<HostCall>();
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let link = HostLink { calls: call_tx, replies: reply_rx };
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("tessera-script".into())
+                .stack_size(SCRIPT_STACK)
+                .spawn_scoped(scope, move || self.execute(compiled, input, Some(link)));
+            let handle = match spawned {
+                Ok(h) => h,
+                Err(e) => return failed(format!("could not start the script: {e}")),
+            };
+            while let Ok(call) = call_rx.recv() {
+                let reply = match call {
+                    HostCall::Find { object, filter, limit } => host.find(&object, &filter, limit).map(HostReply::Many),
+                    HostCall::Create { object, values } => host.create(&object, values).map(HostReply::One),
+                    HostCall::Update { object, id, values } => host.update(&object, &id, values).map(HostReply::One),
+                };
+                if reply_tx.send(reply).is_err() {
+                    break;
+                }
+            }
+            handle.join().unwrap_or_else(|_| failed("the script host failed while running the script".into()))
+        })
+    }
+
+    fn execute(&self, compiled: &Compiled, input: &RunInput<'_>, link: Option<HostLink>) -> RunOutcome {
+        let mut out = RunOutcome::default();
+        let budget = &input.chain.budget;
+        if let Some(e) = sandbox::exhausted(budget) {
+            out.failure = Some(e);
+            return out;
+        }
+        let hook = input.hook;
+        let record = row_to_map(input.object, input.record);
+        let before = if hook == ScriptHook::BeforeSave { Some(record.clone()) } else { None };
+        let old = input.old.map_or(Dynamic::UNIT, |r| Dynamic::from_map(row_to_map(input.object, r)));
+        let user = user_map(input.user);
+        let action_input = input.input.map_or(Dynamic::UNIT, json_to_dynamic);
+        let mut scope = Scope::new();
+        push_inputs(&mut scope, record, before.is_none(), &old, &user, action_input);
+        let pushed =
+            Pushed::push(RunState::new(Some(hook), input.script_name, &self.limits, Some(budget.clone()), link));
+        let result = self.step(&pushed, Some(hook), input.script_name, &mut scope, compiled);
+        if let Some(mut state) = pushed.finish() {
+            out.issues = std::mem::take(&mut state.issues);
+            out.logs = state.take_logs();
+            out.operations = state.total_ops;
+        }
+        match result {
+            Ok(value) => {
+                out.result = dynamic_to_json(&value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+                if let Some(before) = before {
+                    let after = take_record(&mut scope);
+                    take_assignments(
+                        input.object,
+                        input.script_name,
+                        &before,
+                        after,
+                        input.record,
+                        &mut out.changes,
+                        &mut out.change_issues,
+                    );
+                }
+            }
+            Err(e) => out.failure = Some(e),
+        }
+        out
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: Row) {}
+fn failed(message: String) -> RunOutcome {
+    RunOutcome { failure: Some(ScriptError::Runtime { message, position: None }), ..RunOutcome::default() }
+}

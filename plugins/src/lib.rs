@@ -11,6 +11,7 @@ mod engine;
 mod host;
 mod limits;
 mod run;
+mod sandbox;
 
 pub use engine::{CompileError, Compiled, ObjectScripts, ScriptHost};
 pub use host::{Host, HostError, HostRecord};

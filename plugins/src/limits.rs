@@ -117,6 +117,10 @@ impl Chain {
     /// The chain of a write made by a script of this one; refused past `trigger_depth`, with
     /// an error naming the limit.
     pub fn nested(&self) -> Result<Chain, crate::ScriptError> {
-        todo!("helper: Err(ScriptError::Budget {{ limit: \"trigger_depth\", .. }}) past the limit")
+        let depth = self.depth + 1;
+        if depth > self.budget.limits.trigger_depth {
+            return Err(crate::sandbox::budget_error("trigger_depth", &self.budget.limits));
+        }
+        Ok(Chain { budget: self.budget.clone(), depth })
     }
 }

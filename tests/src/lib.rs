@@ -86,10 +86,19 @@ impl TestServer {
         Self::start_on(TestDatabase::create(backend).await).await
     }
 
+    /// Starts a server whose configuration `tweak` adjusts (limits, budgets).
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_configured(TestDatabase::create(backend).await, tweak).await
+    }
+
     async fn start_on(db: TestDatabase) -> TestServer {
+        Self::start_configured(db, |_| {}).await
+    }
+
+    async fn start_configured(db: TestDatabase, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let backend = db.backend;
         let database_url = db.url.clone();
-        let config = Config {
+        let mut config = Config {
             database_url: database_url.clone(),
             bind: "127.0.0.1:0".into(),
             admin_email: Some(ADMIN_EMAIL.into()),
@@ -98,6 +107,7 @@ impl TestServer {
             data_key_file: Some(db.key_file()),
             ..Config::default()
         };
+        tweak(&mut config);
         let server = start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr);
         let client = reqwest::Client::new();

@@ -25,7 +25,9 @@ pub fn data_error(e: DataError) -> Error {
         .map(|i| {
             let mut m = async_graphql::indexmap::IndexMap::new();
             m.insert(async_graphql::Name::new("index"), async_graphql::Value::from(i.index as i64));
-            m.insert(async_graphql::Name::new("field"), async_graphql::Value::from(i.field.clone()));
+            // A record-level error (a script's `reject`) names no field.
+            let field = if i.field.is_empty() { async_graphql::Value::Null } else { i.field.clone().into() };
+            m.insert(async_graphql::Name::new("field"), field);
             m.insert(async_graphql::Name::new("code"), async_graphql::Value::from(i.code.as_str()));
             m.insert(async_graphql::Name::new("message"), async_graphql::Value::from(i.message.clone()));
             async_graphql::Value::Object(m)
@@ -33,7 +35,7 @@ pub fn data_error(e: DataError) -> Error {
         .collect();
     let message = match (&e, fields.first()) {
         (DataError::BadInput { .. } | DataError::Conflict { .. }, Some(first)) if fields.len() == 1 => {
-            format!("{}: {}", first.field, first.message)
+            if first.field.is_empty() { first.message.clone() } else { format!("{}: {}", first.field, first.message) }
         }
         _ => e.to_string(),
     };

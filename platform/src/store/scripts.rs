@@ -490,10 +490,13 @@ impl Store {
                 q.and_where(Expr::col("id").gt(a.clone()));
             }
             let rows = txn.query_all(&q).await?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.try_get_by_index::<String>(0)?);
+            let mut records = Vec::with_capacity(rows.len());
             for row in &rows {
-                let record = self.decode_record(row, &read)?;
+                records.push(self.decode_record(row, &read)?);
+            }
+            let Some(last) = records.last() else { break };
+            after = Some(last.id.clone());
+            for record in &records {
                 let values = self.open_for_scripts(object, &record.id, &record.values);
                 let value = self.scripts.host.formula(&compiled, object, field, &values).map_err(|e| {
                     StoreError::Refused(format!(

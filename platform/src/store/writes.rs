@@ -364,7 +364,8 @@ impl Store {
             out[i] = Some((Record { id, values, broken: Vec::new() }, None));
         }
         for (i, rec) in existing {
-            let patch = rows[i].clone();
+            // Matched by an upsert, the input is an update: its scripts see the record it updates.
+            let patch = self.scripted_patch(caller, registry, object, &rec, rows[i].clone()).await?;
             let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
             out[i] = Some((updated, Some(rec)));
         }
