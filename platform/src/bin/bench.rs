@@ -692,7 +692,7 @@ async fn script_figures(api: &Api, args: &Args) -> BoxResult<()> {
         DEAL_RULES.len()
     );
     println!(
-        "    insert, 1,000 rows/request: plain {plain:.0} rows/s, scripted {scripted:.0} rows/s → {:.0}% (target ≥ 70%: {})",
+        "    insert, 1,000 rows/request: plain {plain:.0} rows/s, scripted {scripted:.0} rows/s → {:.1}% (target ≥ 70%: {})",
         ratio * 100.0,
         pass(ratio >= 0.7)
     );
