@@ -18,6 +18,10 @@
 //!   below it), as a user whose role reads them with scope `TEAM` at the top of the hierarchy,
 //!   beside the admin's throughput in alternating rounds, and as a manager in the middle.
 //!
+//! `--sensitive-only` prints figure (h) instead (encrypted fields against plain ones), and
+//! `--scripts-only` figure (i): inserts into an object with Rhai `VALIDATE` rules and a
+//! `FORMULA` field against the same fields without scripts (see `script_figures`).
+//!
 //! Throughput: `--concurrency` (16) tokio tasks share one `reqwest::Client` for `--seconds` (5)
 //! and count completed requests; filter values go round-robin over the 50 values.
 //!
@@ -27,6 +31,7 @@
 //! createdb -h 127.0.0.1 -U postgres tessera_bench    # PostgreSQL: create an empty database first
 //! cargo run --release -p tessera-platform --bin bench -- \
 //!     --database-url postgres://postgres@127.0.0.1:5432/tessera_bench
+//! cargo run --release -p tessera-platform --bin bench -- --scripts-only   # figure (i) alone
 //! ```
 //! The targets were set for SQLite.
 
@@ -73,6 +78,12 @@ struct Args {
     /// Only figure (h): encrypted fields against the same fields in plain text.
     #[arg(long)]
     sensitive_only: bool,
+    /// Only figure (i): Rhai validation rules and a formula against the same fields without.
+    #[arg(long)]
+    scripts_only: bool,
+    /// Records per pass of figure (i), loaded into each of its two objects.
+    #[arg(long, default_value_t = 10_000)]
+    records: usize,
 }
 
 #[rustfmt::skip]
@@ -141,8 +152,8 @@ impl Api {
         Ok(Api { client, base, token: token.into() })
     }
 
-    /// Posts a GraphQL request; any `errors` entry is a failure.
-    async fn post(&self, path: &str, query: &str, variables: Json) -> BoxResult<Json> {
+    /// Posts a GraphQL request and returns the HTTP status and the whole answer, errors included.
+    async fn response(&self, path: &str, query: &str, variables: Json) -> BoxResult<(reqwest::StatusCode, Json)> {
         let resp = self
             .client
             .post(format!("{}{path}", self.base))
@@ -151,7 +162,12 @@ impl Api {
             .send()
             .await?;
         let status = resp.status();
-        let mut body: Json = resp.json().await?;
+        Ok((status, resp.json().await?))
+    }
+
+    /// Posts a GraphQL request; any `errors` entry is a failure.
+    async fn post(&self, path: &str, query: &str, variables: Json) -> BoxResult<Json> {
+        let (status, mut body) = self.response(path, query, variables).await?;
         match body.get("errors") {
             Some(Json::Array(errors)) if !errors.is_empty() => {
                 Err(format!("GraphQL errors: {}", Json::Array(errors.clone())).into())
@@ -460,6 +476,259 @@ fn crypto_costs() -> (f64, f64, f64) {
     (encrypt, decrypt, index)
 }
 
+/// Passes of figure (i) over its `--records`: enough that one noisy batch cannot make the figure.
+const SCRIPT_PASSES: usize = 3;
+/// Rows per object loaded before the timed passes of figure (i), so the first timed batches do
+/// not pay for warming caches and compiling the scripts.
+const SCRIPT_WARMUP: usize = 100;
+/// Deal stages (picklist values) of figure (i).
+const STAGES: [&str; 5] = ["prospect", "qualified", "proposal", "won", "lost"];
+/// The `VALIDATE` rules of figure (i)'s `scripted_deal`, run in this order. Every generated deal
+/// passes them; `rule_violations` breaks each one once.
+const DEAL_RULES: [(&str, &str); 3] = [
+    (
+        "discount_limit",
+        r#"if record.discount != () && record.discount > 0.30 && !user.roles.contains("sales_director") {
+    error("discount", "a discount above 30% needs a sales director");
+}"#,
+    ),
+    (
+        "positive_amount",
+        r#"if record.amount == () || record.amount <= 0.00 {
+    error("amount", "the amount must be positive");
+}"#,
+    ),
+    (
+        "won_needs_close_date",
+        r#"if record.stage == "won" && record.close_date == () {
+    error("close_date", "a won deal needs a close date");
+}"#,
+    ),
+];
+/// The formula of `scripted_deal.net_amount`, over decimal fields only (amount × (1 − discount)).
+const NET_AMOUNT: &str = "record.amount - record.amount * record.discount";
+
+/// Deal `i` of figure (i) as the objects' input JSON (without `netAmount`), and its net amount
+/// in cents. Amounts are whole units and discounts hundredths (0.00 to 0.30, the limit included),
+/// so the net amount is exact to the cent: no rounding on either side to disagree about.
+fn deal(i: usize) -> (Json, i64) {
+    let units = 500 + (i as i64 * 7_919) % 199_500;
+    let discount = (i * 13 % 31) as i64;
+    let stage = STAGES[i % STAGES.len()];
+    // Closed deals have a close date, open ones only sometimes.
+    let close_date = (matches!(stage, "won" | "lost") || i.is_multiple_of(2))
+        .then(|| format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28));
+    let (first, last) = (FIRST_NAMES[i % FIRST_NAMES.len()], LAST_NAMES[(i / 12) % LAST_NAMES.len()]);
+    let row = json!({
+        "name": format!("Deal {i:06}"),
+        "company": format!("{} {last} Ltd", CITIES[i % CITIES.len()]),
+        "email": format!("{}.{}.{i}@example.com", first.to_lowercase(), last.to_lowercase()),
+        "phone": phone_number(i),
+        "amount": format!("{units}.00"),
+        "discount": format!("0.{discount:02}"),
+        "quantity": 1 + i % 50,
+        "stage": stage.to_uppercase(),
+        "region": region(i),
+        "closeDate": close_date,
+    });
+    (row, units * (100 - discount))
+}
+
+fn cents_text(cents: i64) -> String {
+    format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100)
+}
+
+/// Cents of a decimal as the API writes it (`"1234.5"`, `"1234.50"`, `"-3"`); `None` if it has
+/// more than two decimals or is not a number.
+fn parse_cents(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || fraction.len() > 2 || !(whole.chars().chain(fraction.chars())).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let cents = whole.parse::<i64>().ok()? * 100 + format!("{fraction:0<2}").parse::<i64>().ok()?;
+    Some(if negative { -cents } else { cents })
+}
+
+/// Figure (i): two objects with the same ten fields and the same deals, one (`scripted_deal`)
+/// with three `VALIDATE` rules and a `FORMULA` net amount, the other (`plain_deal`) with a plain
+/// currency `net_amount` the bench fills with the same value, so both store the same data.
+/// Loads `--records` deals into both in alternating batches of 1,000, `SCRIPT_PASSES` times
+/// (which object goes first alternates too), then checks that the work was really done: the
+/// formula's values against the ones computed here, and each rule refusing a deal that breaks it.
+async fn script_figures(api: &Api, args: &Args) -> BoxResult<()> {
+    let objects = [("plain_deal", "plain_deals", "PlainDeal"), ("scripted_deal", "scripted_deals", "ScriptedDeal")];
+    let stages = STAGES.map(|s| format!(r#"{{value: "{s}", label: "{s}"}}"#)).join(", ");
+    let stage = format!("PICKLIST, options: [{stages}]");
+    let fields = [
+        ("name", "TEXT"),
+        ("company", "TEXT"),
+        ("email", "EMAIL"),
+        ("phone", "PHONE"),
+        ("amount", "CURRENCY"),
+        ("discount", "DECIMAL, scale: 2"),
+        ("quantity", "INTEGER"),
+        ("stage", stage.as_str()),
+        ("region", "TEXT"),
+        ("close_date", "DATE"),
+    ];
+    let formula = format!(r#"FORMULA, resultType: CURRENCY, expression: "{NET_AMOUNT}""#);
+    for (name, plural, _) in objects {
+        api.meta(&format!(
+            r#"mutation {{ createObject(input: {{name: "{name}", pluralName: "{plural}", label: "{name}", pluralLabel: "{plural}"}}) {{ name }} }}"#
+        ))
+        .await?;
+        let net_amount = if name == "scripted_deal" { formula.as_str() } else { "CURRENCY" };
+        for (field, ty) in fields.into_iter().chain([("net_amount", net_amount)]) {
+            api.meta(&format!(
+                r#"mutation {{ createField(object: "{name}", input: {{name: "{field}", label: "{field}", type: {ty}}}) {{ name }} }}"#
+            ))
+            .await?;
+        }
+    }
+    // Sources go as variables: they hold quotes a GraphQL string literal would need escaped.
+    let set_script = "mutation($o: String!, $i: ScriptInput!) { setScript(object: $o, input: $i) { name } }";
+    for (k, (name, source)) in DEAL_RULES.iter().enumerate() {
+        let input = json!({"name": name, "hook": "VALIDATE", "order": 10 * (k + 1), "active": true, "source": source});
+        api.post("/graphql/metadata", set_script, json!({"o": "scripted_deal", "i": input})).await?;
+    }
+
+    let n = args.records;
+    if n == 0 {
+        return Err("--records must be at least 1".into());
+    }
+    // Deal numbers: the passes take 0..n, n..2n, …; the warm-up comes after them.
+    let warmup = SCRIPT_PASSES * n..SCRIPT_PASSES * n + SCRIPT_WARMUP;
+    let batch = |range: std::ops::Range<usize>| {
+        let deals: Vec<(Json, i64)> = range.map(deal).collect();
+        let plain = deals
+            .iter()
+            .map(|(row, net)| {
+                let mut row = row.clone();
+                row["netAmount"] = json!(cents_text(*net));
+                row
+            })
+            .collect::<Vec<_>>();
+        [plain, deals.into_iter().map(|(row, _)| row).collect()]
+    };
+    let insert = |k: usize, rows: Vec<Json>| {
+        let tn = objects[k].2;
+        async move {
+            let expected = rows.len();
+            let ids = create_batch(api, &format!("{tn}s"), &format!("{tn}Input"), rows).await?;
+            if ids.len() != expected {
+                return Err(format!("{tn}: {expected} rows sent, {} created", ids.len()).into());
+            }
+            BoxResult::Ok(())
+        }
+    };
+    for (k, rows) in batch(warmup).into_iter().enumerate() {
+        insert(k, rows).await?;
+    }
+    eprintln!("(i) loading {n} deals into each of two objects, {SCRIPT_PASSES} passes of alternating batches…");
+    let mut spent = [[Duration::ZERO; 2]; SCRIPT_PASSES];
+    for (pass, spent) in spent.iter_mut().enumerate() {
+        for (b, start) in (0..n).step_by(1_000).enumerate() {
+            let from = pass * n + start;
+            let mut rows = batch(from..from + 1_000.min(n - start)).map(Some);
+            // Which object goes first alternates, so neither always writes right after the other.
+            for k in if b % 2 == 0 { [0, 1] } else { [1, 0] } {
+                let rows = rows[k].take().ok_or("batch rows used twice")?;
+                let t = Instant::now();
+                insert(k, rows).await?;
+                spent[k] += t.elapsed();
+            }
+        }
+    }
+
+    // The figure must not measure a no-op: the formula's values are the ones computed here (and
+    // both objects hold the same deals), and every rule refuses a deal that breaks it.
+    let total = SCRIPT_PASSES * n;
+    let sample: Vec<usize> = (0..total).step_by((total / 20).max(1)).chain([total - 1]).collect();
+    const DEAL_PLAIN: &str = "query($v: String!) { plainDeals(filter: {name: {eq: $v}}) { nodes { name amount discount stage closeDate netAmount } } }";
+    const DEAL_SCRIPTED: &str = "query($v: String!) { scriptedDeals(filter: {name: {eq: $v}}) { nodes { name amount discount stage closeDate netAmount } } }";
+    for &i in &sample {
+        let (row, net) = deal(i);
+        let v = json!({"v": row["name"]});
+        let (plain, scripted) = (api.data(DEAL_PLAIN, v.clone()).await?, api.data(DEAL_SCRIPTED, v).await?);
+        let (plain, scripted) = (&plain["plainDeals"]["nodes"], &scripted["scriptedDeals"]["nodes"]);
+        let got = scripted[0]["netAmount"].as_str().and_then(parse_cents);
+        if scripted.as_array().map(Vec::len) != Some(1) || got != Some(net) {
+            let expected = cents_text(net);
+            return Err(
+                format!("deal {i}: formula netAmount should be {expected}, scripted_deal has {scripted}").into()
+            );
+        }
+        if plain != scripted {
+            return Err(format!("deal {i}: plain_deal has {plain}, scripted_deal {scripted}").into());
+        }
+    }
+    let refused = rule_violations(api).await?;
+    for plural in ["plainDeals", "scriptedDeals"] {
+        let field = format!("{plural}Aggregate");
+        let count = api.data(&format!("{{ {field} {{ count }} }}"), json!({})).await?;
+        if count[&field]["count"].as_u64() != Some((total + SCRIPT_WARMUP) as u64) {
+            return Err(format!("expected {} {plural}, found {count}", total + SCRIPT_WARMUP).into());
+        }
+    }
+
+    let rate = |k: usize, spent: &[[Duration; 2]]| {
+        let secs: f64 = spent.iter().map(|s| s[k].as_secs_f64()).sum();
+        (spent.len() * n) as f64 / secs.max(f64::MIN_POSITIVE)
+    };
+    let (plain, scripted) = (rate(0, &spent), rate(1, &spent));
+    let ratio = scripted / plain;
+    let per_pass: Vec<String> = spent
+        .iter()
+        .map(|s| format!("{:.0}%", rate(1, std::slice::from_ref(s)) / rate(0, std::slice::from_ref(s)) * 100.0))
+        .collect();
+    let micros = (1.0 / scripted - 1.0 / plain) * 1e6;
+    let pass = |ok: bool| if ok { "PASS" } else { "MISS" };
+    println!(
+        "(i) Rhai scripts ({} VALIDATE rules + 1 FORMULA field) vs the same fields without, {n} records × {SCRIPT_PASSES} passes into each",
+        DEAL_RULES.len()
+    );
+    println!(
+        "    insert, 1,000 rows/request: plain {plain:.0} rows/s, scripted {scripted:.0} rows/s → {:.1}% (target ≥ 70%: {})",
+        ratio * 100.0,
+        pass(ratio >= 0.7)
+    );
+    println!("    scripted / plain per pass: {}", per_pass.join(", "));
+    println!("    script cost per record (rules and formula): {micros:.1} µs");
+    println!(
+        "    checked: {} formula values as computed here, {refused} rule violations refused with SCRIPT field errors",
+        sample.len()
+    );
+    Ok(())
+}
+
+/// Sends `scripted_deal` one deal breaking each rule (and nothing else); each must be refused
+/// with a `SCRIPT` field error on the rule's field. Returns how many were.
+async fn rule_violations(api: &Api) -> BoxResult<usize> {
+    let (base, _) = deal(3); // stage `won`, with a close date
+    let mut bad = [base.clone(), base.clone(), base];
+    bad[0]["discount"] = json!("0.45");
+    bad[1]["amount"] = json!("0.00");
+    bad[2]["closeDate"] = Json::Null;
+    let fields = [["discount"; 2], ["amount"; 2], ["close_date", "closeDate"]];
+    let create = "mutation($a: [ScriptedDealInput!]!) { createScriptedDeals(data: $a) { id } }";
+    for (((rule, _), row), field) in DEAL_RULES.iter().zip(bad).zip(fields) {
+        let (_, body) = api.response("/graphql", create, json!({"a": [row]})).await?;
+        let errors = body["errors"][0]["extensions"]["fieldErrors"].as_array();
+        let refused = errors
+            .into_iter()
+            .flatten()
+            .any(|e| e["code"] == "SCRIPT" && e["field"].as_str().is_some_and(|f| field.contains(&f)));
+        if !refused {
+            return Err(format!("a deal breaking rule `{rule}` was not refused with a SCRIPT error: {body}").into());
+        }
+    }
+    Ok(DEAL_RULES.len())
+}
+
 /// Levels of the chain at the top of the bench hierarchy; below it each manager has 3 reports.
 const CHAIN: usize = 20;
 
@@ -676,8 +945,9 @@ async fn run(args: Args) -> BoxResult<()> {
     let (secs, conc) = (args.seconds, args.concurrency);
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
 
-    if args.sensitive_only {
-        let result = sensitive_figures(&api, &args).await;
+    if args.sensitive_only || args.scripts_only {
+        let result =
+            if args.scripts_only { script_figures(&api, &args).await } else { sensitive_figures(&api, &args).await };
         server.stop();
         let _ = std::fs::remove_dir_all(&temp_dir);
         return result;
