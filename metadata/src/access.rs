@@ -304,6 +304,7 @@ mod tests {
             description: None,
             fields: vec![field("name"), field("revenue")],
             scripts: vec![],
+            indexes: vec![],
         }
     }
 

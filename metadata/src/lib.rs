@@ -6,6 +6,7 @@
 mod access;
 mod error;
 mod field;
+mod index;
 mod names;
 mod object;
 mod query;
@@ -19,6 +20,7 @@ pub use access::{
 };
 pub use error::{FieldIssue, IssueCode, MetadataError};
 pub use field::{FORMULA_RESULT_TYPES, FieldDefinition, FieldType, MAX_FORMULA_BYTES, PicklistOption, TypeChange};
+pub use index::{IndexDefinition, MAX_INDEX_FIELDS, MAX_INDEXES};
 pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
 pub use object::ObjectDefinition;
 pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};

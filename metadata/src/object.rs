@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    FieldDefinition, FieldName, MetadataError, ObjectName, ScriptDefinition, ScriptHook, camel_case, pascal_case,
+    FieldDefinition, FieldName, IndexDefinition, MetadataError, ObjectName, ScriptDefinition, ScriptHook, camel_case,
+    pascal_case,
 };
 
 /// An admin-defined object: its names, labels and fields.
@@ -21,6 +22,9 @@ pub struct ObjectDefinition {
     /// Validation rules, triggers and actions, run by the record pipeline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scripts: Vec<ScriptDefinition>,
+    /// Indexes over several fields, declared by an admin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDefinition>,
 }
 
 /// Most fields one object may have: keeps rows and generated types a sane size.
@@ -159,6 +163,7 @@ impl ObjectDefinition {
             gql.insert(camel_case(system), system.to_string());
         }
         crate::script::validate_scripts(self.name.as_str(), &self.scripts)?;
+        crate::index::validate_indexes(self)?;
         for f in &self.fields {
             f.validate()?;
             let mut gql_names = vec![f.graphql_name()];

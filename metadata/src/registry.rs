@@ -179,6 +179,7 @@ mod tests {
             description: None,
             fields: vec![],
             scripts: vec![],
+            indexes: vec![],
         }
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tessera_metadata::{
-    AccessProfile, FieldDefinition, FieldType, MetadataError, ObjectDefinition, PicklistOption, Registry,
-    ScriptDefinition, TypeChange,
+    AccessProfile, FieldDefinition, FieldType, IndexDefinition, MetadataError, ObjectDefinition, PicklistOption,
+    Registry, ScriptDefinition, TypeChange,
 };
 use tokio::sync::Mutex;
 
@@ -190,6 +190,38 @@ impl MetadataService {
         Ok(())
     }
 
+    /// Declares an index over fields of an object (built inside the change).
+    pub async fn create_index(
+        &self,
+        actor: &str,
+        object: &str,
+        index: IndexDefinition,
+    ) -> Result<IndexDefinition, ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        def.indexes.push(index.clone());
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::CreateIndex { object: def, index: index.clone() }).await?;
+        Ok(index)
+    }
+
+    pub async fn delete_index(&self, actor: &str, object: &str, name: &str) -> Result<(), ChangeError> {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let index = def
+            .indexes
+            .iter()
+            .find(|ix| ix.name.as_str() == name)
+            .cloned()
+            .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no index `{name}`")))?;
+        def.indexes.retain(|ix| ix.name.as_str() != name);
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, MetadataChange::DeleteIndex { object: def, index }).await?;
+        Ok(())
+    }
+
     fn objects_with(base: &Registry, object: ObjectDefinition) -> Vec<ObjectDefinition> {
         let mut all: Vec<ObjectDefinition> = base.definitions().into_iter().filter(|o| o.name != object.name).collect();
         all.push(object);
@@ -308,6 +340,12 @@ impl MetadataService {
             .field(field)
             .cloned()
             .ok_or_else(|| MetadataError::UnknownField { object: object.into(), field: field.into() })?;
+        if let Some(ix) = def.indexes.iter().find(|ix| ix.covers(field)) {
+            return Err(ChangeError::Refused(format!(
+                "field `{field}` is part of index `{}`; delete the index first",
+                ix.name
+            )));
+        }
         let uses = def.uses_of(field);
         if !uses.is_empty() {
             return Err(ChangeError::Refused(format!(

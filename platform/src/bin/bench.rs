@@ -1,11 +1,12 @@
 //! Tessera benchmark: starts the server in a child process (this binary again) on one database, loads 1,000 accounts and
-//! 100,000 contacts (10 fields: a lookup to account, an unindexed text `city` and an indexed text
-//! `region` with 50 values each, …) through the public APIs, then prints a markdown table of what
+//! 100,000 contacts (10 fields: a lookup to account, an unindexed text `city` and a text `region`
+//! with 50 values each, the admin-declared index `(region, last_name)`, …) through the public APIs, then prints a markdown table of what
 //! this ONE run measured, with targets and PASS/MISS:
 //! - (a) `contacts(filter: {city: {eq}}, orderBy: [{lastName: AscNullsLast}], first: 50)` selecting
 //!   `account { name }`: p50/p95 latency and req/s, beside the same page as hand-written SQL through
 //!   the same driver (`Store::raw_query_count`; two statements, page then accounts by id, as the
-//!   API issues them) and the API/raw throughput ratio; plus the same query on the indexed `region`;
+//!   API issues them) and the API/raw throughput ratio; plus the same query on `region`, answered from the
+//!   declared index `(region, last_name)`;
 //! - (b) get-by-id req/s; (c) `contactsGroupBy(groupBy: [city])` req/s;
 //! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
 //!   aliased mutations of 500, the batch cap);
@@ -295,7 +296,7 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
         ("contact", "email", "EMAIL, indexed: true"),
         ("contact", "phone", "PHONE"),
         ("contact", "city", "TEXT"),
-        ("contact", "region", "TEXT, indexed: true"),
+        ("contact", "region", "TEXT"),
         ("contact", "account", r#"LOOKUP, target: "account""#),
         ("contact", "score", "INTEGER"),
         ("contact", "lifetime_value", "CURRENCY"),
@@ -311,6 +312,14 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
     for (object, name, ty) in fields.into_iter().chain(leads) {
         api.meta(&format!(
             r#"mutation {{ createField(object: "{object}", input: {{name: "{name}", label: "{name}", type: {ty}}}) {{ name }} }}"#
+        ))
+        .await?;
+    }
+    // What an admin declares for "contacts of a region by last name": the filter's field, then
+    // the sort's (the API ends it with the id, the last key of every sort).
+    for object in ["contact", "lead"] {
+        api.meta(&format!(
+            r#"mutation {{ createIndex(object: "{object}", input: {{name: "region_last_name", fields: ["region", "last_name"]}}) {{ name }} }}"#
         ))
         .await?;
     }
@@ -1045,7 +1054,12 @@ async fn run(args: Args) -> BoxResult<()> {
         ("(a) list, city eq (unindexed), GraphQL", list_api.summary(), "—", verdict(None, &[&list_api])),
         ("(a) same page, raw SQL (2 statements)", list_raw.summary(), "—", verdict(None, &[&list_raw])),
         ("(a) list throughput, API / raw SQL", format!("{:.0}%", ratio * 100.0), "≥ 80%", ratio_verdict),
-        ("(a) list, region eq (indexed), GraphQL", list_indexed.summary(), "≥ 1,000 req/s", indexed_verdict),
+        (
+            "(a) list, region eq (index region, last name), GraphQL",
+            list_indexed.summary(),
+            "≥ 1,000 req/s",
+            indexed_verdict,
+        ),
         ("(b) get by id", get.summary(), "≥ 5,000 req/s", verdict(Some(get.rate() >= 5000.0), &[&get])),
         ("(c) group-by count (city)", group.summary(), "—", verdict(None, &[&group])),
         ("(d) bulk insert, 1,000 rows/request", format!("{insert_rate:.0} rows/s"), "≥ 30,000 rows/s", insert_verdict),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, EmptySubscription, Enum, InputObject, Json, MergedObject, Object, Schema, SimpleObject};
 use tessera_metadata::{
-    FieldDefinition, FieldName, FieldType, MetadataError, ObjectDefinition, ObjectName, PicklistOption,
+    FieldDefinition, FieldName, FieldType, IndexDefinition, MetadataError, ObjectDefinition, ObjectName, PicklistOption,
 };
 
 use super::identity_schema::{IdentityMutation, IdentityQuery, access_error};
@@ -243,12 +243,43 @@ impl ObjectGql {
     async fn fields(&self) -> Vec<FieldGql> {
         self.0.fields.iter().cloned().map(FieldGql).collect()
     }
+    /// Indexes over several fields, declared by an admin.
+    async fn indexes(&self) -> Vec<IndexGql> {
+        self.0
+            .indexes
+            .iter()
+            .map(|ix| IndexGql {
+                name: ix.name.to_string(),
+                fields: ix.fields.iter().map(|f| f.to_string()).collect(),
+                unique: ix.unique,
+            })
+            .collect()
+    }
     /// Validation rules, triggers and actions, in the order each hook runs them.
     async fn scripts(&self) -> Vec<super::scripts_schema::ScriptGql> {
         let mut all: Vec<_> = self.0.scripts.clone();
         all.sort_by(|a, b| (a.hook, a.order, a.name.as_str()).cmp(&(b.hook, b.order, b.name.as_str())));
         all.into_iter().map(super::scripts_schema::ScriptGql).collect()
     }
+}
+
+/// An index over fields of an object, in order.
+#[derive(SimpleObject)]
+#[graphql(name = "Index")]
+pub struct IndexGql {
+    name: String,
+    /// Field api names.
+    fields: Vec<String>,
+    unique: bool,
+}
+
+#[derive(InputObject)]
+pub struct IndexInput {
+    name: String,
+    /// Field api names, most selective filter first, then the fields to sort by.
+    fields: Vec<String>,
+    #[graphql(default)]
+    unique: bool,
 }
 
 #[derive(SimpleObject)]
@@ -435,6 +466,7 @@ impl CatalogMutation {
             description: input.description,
             fields: Vec::new(),
             scripts: Vec::new(),
+            indexes: Vec::new(),
         };
         let created = service(ctx)?.create_object(&actor(ctx)?, object).await.map_err(change_error)?;
         Ok(ObjectGql(Arc::new(created)))
@@ -581,6 +613,32 @@ impl CatalogMutation {
             .await
             .map_err(change_error)?;
         Ok(FieldGql(updated))
+    }
+
+    /// Declares an index over fields of an object: a filter on its first fields sorted by the
+    /// next ones is answered from the index; `unique` refuses records sharing all its values.
+    async fn create_index(
+        &self,
+        ctx: &Context<'_>,
+        object: String,
+        input: IndexInput,
+    ) -> async_graphql::Result<IndexGql> {
+        let index = IndexDefinition {
+            name: FieldName::new(&input.name).map_err(invalid)?,
+            fields: input.fields.iter().map(|f| FieldName::new(f)).collect::<Result<_, _>>().map_err(invalid)?,
+            unique: input.unique,
+        };
+        let created = service(ctx)?.create_index(&actor(ctx)?, &object, index).await.map_err(change_error)?;
+        Ok(IndexGql {
+            name: created.name.to_string(),
+            fields: created.fields.iter().map(|f| f.to_string()).collect(),
+            unique: created.unique,
+        })
+    }
+
+    async fn delete_index(&self, ctx: &Context<'_>, object: String, name: String) -> async_graphql::Result<bool> {
+        service(ctx)?.delete_index(&actor(ctx)?, &object, &name).await.map_err(change_error)?;
+        Ok(true)
     }
 
     /// Deletes a field and its data.

@@ -4,7 +4,9 @@
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
-use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition, ScriptDefinition, TypeChange, Value};
+use tessera_metadata::{
+    FieldDefinition, FieldType, IndexDefinition, ObjectDefinition, ScriptDefinition, TypeChange, Value,
+};
 
 use super::audit::{AuditEntry, append};
 use super::codec::{Storage, decode, storage, to_sql};
@@ -54,6 +56,14 @@ pub enum MetadataChange {
         object: ObjectDefinition,
         script: ScriptDefinition,
     },
+    CreateIndex {
+        object: ObjectDefinition,
+        index: IndexDefinition,
+    },
+    DeleteIndex {
+        object: ObjectDefinition,
+        index: IndexDefinition,
+    },
 }
 
 impl MetadataChange {
@@ -67,6 +77,8 @@ impl MetadataChange {
             MetadataChange::DeleteField { .. } => "delete_field",
             MetadataChange::SetScript { .. } => "set_script",
             MetadataChange::DeleteScript { .. } => "delete_script",
+            MetadataChange::CreateIndex { .. } => "create_index",
+            MetadataChange::DeleteIndex { .. } => "delete_index",
         }
     }
 
@@ -79,7 +91,9 @@ impl MetadataChange {
             | MetadataChange::UpdateField { object, .. }
             | MetadataChange::DeleteField { object, .. }
             | MetadataChange::SetScript { object, .. }
-            | MetadataChange::DeleteScript { object, .. } => object,
+            | MetadataChange::DeleteScript { object, .. }
+            | MetadataChange::CreateIndex { object, .. }
+            | MetadataChange::DeleteIndex { object, .. } => object,
         }
     }
 
@@ -96,6 +110,8 @@ impl MetadataChange {
             MetadataChange::DeleteField { field, .. } => (j(field), None),
             MetadataChange::SetScript { before, script, .. } => (before.as_ref().and_then(j), j(script)),
             MetadataChange::DeleteScript { script, .. } => (j(script), None),
+            MetadataChange::CreateIndex { index, .. } => (None, j(index)),
+            MetadataChange::DeleteIndex { index, .. } => (j(index), None),
         }
     }
 }
@@ -323,8 +339,20 @@ impl Store {
                         txn.execute_unprepared(&sql).await?;
                     }
                 }
+                let covering: Vec<&IndexDefinition> =
+                    object.indexes.iter().filter(|ix| ix.covers(after.name.as_str())).collect();
                 if *plan == TypeChange::Convert {
+                    // A column in an index cannot be replaced; the index is rebuilt after.
+                    for ix in &covering {
+                        txn.execute_unprepared(&ddl::drop_declared_index(&table, ix)).await?;
+                    }
                     self.convert_column(txn, object, before, after).await?;
+                    for ix in &covering {
+                        if ix.unique {
+                            self.refuse_shared_values(txn, object, ix).await?;
+                        }
+                        txn.execute(&ddl::declared_index(&table, object, ix)).await?;
+                    }
                 }
                 if after.is_formula() && (before.formula != after.formula || *plan == TypeChange::Convert) {
                     self.recompute_formula(txn, object, after).await?;
@@ -337,6 +365,16 @@ impl Store {
                 {
                     txn.execute(&ix).await?;
                 }
+            }
+            MetadataChange::CreateIndex { object, index } => {
+                let table = object.table();
+                if index.unique {
+                    self.refuse_shared_values(txn, object, index).await?;
+                }
+                txn.execute(&ddl::declared_index(&table, object, index)).await?;
+            }
+            MetadataChange::DeleteIndex { object, index } => {
+                txn.execute_unprepared(&ddl::drop_declared_index(&object.table(), index)).await?;
             }
             MetadataChange::DeleteField { object, field } => {
                 let table = object.table();
@@ -616,6 +654,33 @@ impl Store {
 
     /// Retypes a column by converting every stored value in Rust (refusing the change if any
     /// value cannot follow), writing the results to a new column and swapping it in.
+    /// Refuses a unique index over fields whose values some records share, naming two of them.
+    async fn refuse_shared_values(
+        &self,
+        txn: &DatabaseTransaction,
+        object: &ObjectDefinition,
+        index: &IndexDefinition,
+    ) -> StoreResult<()> {
+        let columns: Vec<String> =
+            index.fields.iter().filter_map(|f| object.field(f.as_str())).map(|f| f.column()).collect();
+        let mut q = Query::select();
+        q.expr(Func::min(Expr::col("id"))).expr(Func::max(Expr::col("id"))).from(object.table());
+        for c in &columns {
+            q.and_where(Expr::col(c.clone()).is_not_null());
+            q.add_group_by([Expr::col(c.clone()).into()]);
+        }
+        q.and_having(Expr::expr(Func::count(Expr::col("id"))).gt(1)).limit(1);
+        if let Some(row) = txn.query_one(&q).await? {
+            let (a, b): (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+            return Err(StoreError::Refused(format!(
+                "index `{}` cannot be unique: records {a} and {b} have the same {}",
+                index.name,
+                index.fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
     async fn convert_column(
         &self,
         txn: &DatabaseTransaction,

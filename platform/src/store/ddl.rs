@@ -10,7 +10,7 @@
 use sea_orm::DbBackend;
 use sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, Index, Table, TableAlterStatement, TableCreateStatement};
 use sha2::{Digest, Sha256};
-use tessera_metadata::{FieldDefinition, FieldType, ObjectDefinition};
+use tessera_metadata::{FieldDefinition, FieldType, IndexDefinition, ObjectDefinition};
 
 use super::codec::{Storage, storage};
 
@@ -100,7 +100,30 @@ pub fn create_indexes(object: &ObjectDefinition) -> Vec<sea_query::IndexCreateSt
     for f in &object.fields {
         out.extend(field_index(&table, f, &f.column()));
     }
+    out.extend(object.indexes.iter().map(|ix| declared_index(&table, object, ix)));
     out
+}
+
+/// The index an admin declared over several fields.
+pub fn declared_index(
+    table: &str,
+    object: &ObjectDefinition,
+    index: &IndexDefinition,
+) -> sea_query::IndexCreateStatement {
+    let mut ix = Index::create();
+    ix.name(constraint_name("cx", table, index.name.as_str())).table(table.to_string());
+    for column in index.columns(object) {
+        ix.col(column);
+    }
+    if index.unique {
+        ix.unique();
+    }
+    ix.to_owned()
+}
+
+/// Drops a declared index.
+pub fn drop_declared_index(table: &str, index: &IndexDefinition) -> String {
+    format!("DROP INDEX IF EXISTS \"{}\"", constraint_name("cx", table, index.name.as_str()))
 }
 
 /// The column of a searchable encrypted field's blind index.
@@ -226,6 +249,7 @@ mod tests {
                 FieldDefinition::new(FieldName::new("tags").unwrap(), "Tags", FieldType::Json),
             ],
             scripts: vec![],
+            indexes: vec![],
         }
     }
 
