@@ -667,7 +667,7 @@ impl Store {
         q.expr(Func::min(Expr::col("id"))).expr(Func::max(Expr::col("id"))).from(object.table());
         for c in &columns {
             q.and_where(Expr::col(c.clone()).is_not_null());
-            q.add_group_by([Expr::col(c.clone()).into()]);
+            q.add_group_by([Expr::col(c.clone())]);
         }
         q.and_having(Expr::expr(Func::count(Expr::col("id"))).gt(1)).limit(1);
         if let Some(row) = txn.query_one(&q).await? {

@@ -72,6 +72,7 @@ pub fn deal() -> ObjectDefinition {
             formula("total", FieldType::Currency, "record.amount * record.quantity"),
         ],
         scripts: vec![],
+        indexes: vec![],
     }
 }
 
