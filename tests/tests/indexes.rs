@@ -143,3 +143,37 @@ async fn declared_indexes_are_real_used_and_guarded() {
         t.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_statistics_follow_a_bulk_load() {
+    for backend in backends().into_iter().filter(|b| *b == Backend::Postgres) {
+        let t = TestServer::start(backend).await;
+        t.object("visit", "visits", vec![json!({"name": "city", "label": "City", "type": "TEXT"})]).await;
+        for batch in 0..3 {
+            let rows: Vec<Value> =
+                (0..400).map(|i| json!({"city": format!("city {}", (batch * 400 + i) % 7)})).collect();
+            t.data_ok("mutation($d: [VisitInput!]!) { createVisits(data: $d) { id } }", json!({"d": rows})).await;
+        }
+        // Past 1,000 new rows the store has the table analysed, without waiting for autovacuum.
+        let db = Database::connect(&t.database_url).await.unwrap();
+        let mut analysed = false;
+        for _ in 0..100 {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'obj_visit'".to_string(),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get_by_index::<bool>(0).unwrap() {
+                analysed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(analysed, "obj_visit was not analysed after 1,200 inserted rows");
+        db.close().await.ok();
+        t.stop().await;
+    }
+}

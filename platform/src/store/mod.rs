@@ -96,7 +96,22 @@ pub struct Store {
     key_ring_loaded: Arc<AtomicI64>,
     /// The script host, its compiled scripts and the budgets of script runs.
     scripts: Arc<scripts::ScriptRuntime>,
+    /// PostgreSQL: rows inserted per table since its statistics were last refreshed.
+    statistics: Arc<parking_lot::Mutex<std::collections::HashMap<String, TableGrowth>>>,
 }
+
+/// How much a table grew since the store last had PostgreSQL analyse it.
+#[derive(Debug, Default)]
+struct TableGrowth {
+    /// Rows inserted since the last `ANALYZE`.
+    inserted: i64,
+    /// Rows the table had at the last `ANALYZE` (0 before the first one of this process).
+    analysed: i64,
+    running: bool,
+}
+
+/// Rows inserted that make a table's statistics stale: this many, and a tenth of its size.
+const STALE_STATISTICS_ROWS: i64 = 1_000;
 
 /// When the table layout last changed. PostgreSQL refuses to run a cached prepared statement
 /// whose result or parameter types a DDL change altered ("cached plan must not change result
@@ -222,6 +237,7 @@ impl Store {
             master: Arc::new(arc_swap::ArcSwapOption::empty()),
             key_ring_loaded: Arc::new(AtomicI64::new(0)),
             scripts: Arc::new(scripts::ScriptRuntime::new(Default::default(), Default::default())),
+            statistics: Default::default(),
         })
     }
 
@@ -250,6 +266,50 @@ impl Store {
                 }
             }
         }))
+    }
+
+    /// Notes rows inserted into a table. On PostgreSQL, once they are a tenth of the table (and
+    /// at least `STALE_STATISTICS_ROWS`), the table is analysed in the background: right after a
+    /// bulk load the planner would otherwise still believe the table nearly empty and sort every
+    /// match of a filter rather than walk the index that orders them (autovacuum analyses it only
+    /// a minute or more later).
+    pub(crate) fn note_inserted(&self, table: &str, rows: usize) {
+        if self.backend != DbBackend::Postgres || rows == 0 {
+            return;
+        }
+        {
+            let mut stats = self.statistics.lock();
+            let growth = stats.entry(table.to_string()).or_default();
+            growth.inserted += rows as i64;
+            if growth.running || growth.inserted < STALE_STATISTICS_ROWS || growth.inserted * 10 < growth.analysed {
+                return;
+            }
+            growth.running = true;
+            growth.inserted = 0;
+        }
+        let (db, statistics, table) = (self.db.clone(), self.statistics.clone(), table.to_string());
+        tokio::spawn(async move {
+            let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+            let analysed = async {
+                db.execute_unprepared(&format!("ANALYZE {quoted}")).await?;
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT reltuples::bigint FROM pg_class WHERE relname = $1",
+                        [table.clone().into()],
+                    ))
+                    .await?;
+                Ok::<i64, DbErr>(row.and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(0))
+            };
+            let result = analysed.await;
+            let mut stats = statistics.lock();
+            let growth = stats.entry(table.clone()).or_default();
+            growth.running = false;
+            match result {
+                Ok(rows) => growth.analysed = rows,
+                Err(e) => tracing::warn!(error = %e, table = %table, "cannot refresh table statistics"),
+            }
+        });
     }
 
     /// Installs the unwrapped key ring (at start-up, and again when a rotation adds a key).

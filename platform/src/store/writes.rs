@@ -371,6 +371,7 @@ impl Store {
         }
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
+        self.note_inserted(&object.table(), inserting);
         Ok(out.into_iter().flatten().collect())
     }
 
