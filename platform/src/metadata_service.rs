@@ -156,6 +156,26 @@ impl MetadataService {
         Ok(())
     }
 
+    /// Changes one object: `edit` modifies a copy and returns how to describe the change given
+    /// the object as it will be.
+    async fn edit_object<F>(
+        &self,
+        actor: &str,
+        object: &str,
+        edit: impl FnOnce(&mut ObjectDefinition) -> Result<F, ChangeError>,
+    ) -> Result<(), ChangeError>
+    where
+        F: FnOnce(ObjectDefinition) -> MetadataChange,
+    {
+        let _lock = self.changes.lock().await;
+        let base = self.current();
+        let mut def = (**base.registry.require(object)?).clone();
+        let change = edit(&mut def)?;
+        let next = Self::objects_with(&base.registry, def.clone());
+        self.apply(actor, next, change(def)).await?;
+        Ok(())
+    }
+
     /// Adds a script to an object, or replaces the one of the same name.
     pub async fn set_script(
         &self,
@@ -163,31 +183,29 @@ impl MetadataService {
         object: &str,
         script: ScriptDefinition,
     ) -> Result<ScriptDefinition, ChangeError> {
-        let _lock = self.changes.lock().await;
-        let base = self.current();
-        let mut def = (**base.registry.require(object)?).clone();
-        let before = def.script(script.name.as_str()).cloned();
-        match def.scripts.iter_mut().find(|s| s.name == script.name) {
-            Some(slot) => *slot = script.clone(),
-            None => def.scripts.push(script.clone()),
-        }
-        let next = Self::objects_with(&base.registry, def.clone());
-        self.apply(actor, next, MetadataChange::SetScript { object: def, before, script: script.clone() }).await?;
-        Ok(script)
+        let saved = script.clone();
+        self.edit_object(actor, object, |def| {
+            let before = def.script(script.name.as_str()).cloned();
+            match def.scripts.iter_mut().find(|s| s.name == script.name) {
+                Some(slot) => *slot = script.clone(),
+                None => def.scripts.push(script.clone()),
+            }
+            Ok(move |object| MetadataChange::SetScript { object, before, script })
+        })
+        .await?;
+        Ok(saved)
     }
 
     pub async fn delete_script(&self, actor: &str, object: &str, name: &str) -> Result<(), ChangeError> {
-        let _lock = self.changes.lock().await;
-        let base = self.current();
-        let mut def = (**base.registry.require(object)?).clone();
-        let script = def
-            .script(name)
-            .cloned()
-            .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no script `{name}`")))?;
-        def.scripts.retain(|s| s.name.as_str() != name);
-        let next = Self::objects_with(&base.registry, def.clone());
-        self.apply(actor, next, MetadataChange::DeleteScript { object: def, script }).await?;
-        Ok(())
+        self.edit_object(actor, object, |def| {
+            let script = def
+                .script(name)
+                .cloned()
+                .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no script `{name}`")))?;
+            def.scripts.retain(|s| s.name.as_str() != name);
+            Ok(move |object| MetadataChange::DeleteScript { object, script })
+        })
+        .await
     }
 
     /// Declares an index over fields of an object (built inside the change).
@@ -197,29 +215,27 @@ impl MetadataService {
         object: &str,
         index: IndexDefinition,
     ) -> Result<IndexDefinition, ChangeError> {
-        let _lock = self.changes.lock().await;
-        let base = self.current();
-        let mut def = (**base.registry.require(object)?).clone();
-        def.indexes.push(index.clone());
-        let next = Self::objects_with(&base.registry, def.clone());
-        self.apply(actor, next, MetadataChange::CreateIndex { object: def, index: index.clone() }).await?;
-        Ok(index)
+        let created = index.clone();
+        self.edit_object(actor, object, |def| {
+            def.indexes.push(index.clone());
+            Ok(move |object| MetadataChange::CreateIndex { object, index })
+        })
+        .await?;
+        Ok(created)
     }
 
     pub async fn delete_index(&self, actor: &str, object: &str, name: &str) -> Result<(), ChangeError> {
-        let _lock = self.changes.lock().await;
-        let base = self.current();
-        let mut def = (**base.registry.require(object)?).clone();
-        let index = def
-            .indexes
-            .iter()
-            .find(|ix| ix.name.as_str() == name)
-            .cloned()
-            .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no index `{name}`")))?;
-        def.indexes.retain(|ix| ix.name.as_str() != name);
-        let next = Self::objects_with(&base.registry, def.clone());
-        self.apply(actor, next, MetadataChange::DeleteIndex { object: def, index }).await?;
-        Ok(())
+        self.edit_object(actor, object, |def| {
+            let index = def
+                .indexes
+                .iter()
+                .find(|ix| ix.name.as_str() == name)
+                .cloned()
+                .ok_or_else(|| ChangeError::Refused(format!("object `{object}` has no index `{name}`")))?;
+            def.indexes.retain(|ix| ix.name.as_str() != name);
+            Ok(move |object| MetadataChange::DeleteIndex { object, index })
+        })
+        .await
     }
 
     fn objects_with(base: &Registry, object: ObjectDefinition) -> Vec<ObjectDefinition> {
