@@ -375,7 +375,11 @@ if record.tier == "vip" && record.priority != "P1" {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_run_for_allowed_callers_within_budgets() {
     for backend in backends() {
-        let t = TestServer::start_with(backend, |c| c.script_budget.queries = 3).await;
+        let t = TestServer::start_with(backend, |c| {
+            c.script_budget.queries = 3;
+            c.script_budget.writes = 3;
+        })
+        .await;
         t.object(
             "invoice",
             "invoices",
@@ -411,6 +415,17 @@ async fn actions_run_for_allowed_callers_within_budgets() {
         let r = t.data(run, json!({"id": id, "a": "scan"})).await;
         assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
         assert!(message(&r).contains("queries"), "{r}");
+        // One budget for the whole call, however deep its triggers nest: three writes (configured)
+        // then the fourth is refused, well before the nesting limit.
+        t.object("counter", "counters", vec![json!({"name": "n", "label": "N", "type": "INTEGER"})]).await;
+        set_script_ok(&t, "counter", "bump", "AFTER_SAVE", 0, r#"update("counter", record.id, #{ n: record.n + 1 });"#)
+            .await;
+        let r = t.data_ok("mutation { createCounter(data: {n: 0}) { id } }", json!({})).await;
+        let counter = r["createCounter"]["id"].as_str().unwrap().to_string();
+        let r = t.data_ok("query($id: ID!) { counter(id: $id) { n } }", json!({"id": counter})).await;
+        assert_eq!(r["counter"]["n"], 3);
+        let failures = script_failures(&t).await;
+        assert!(failures[0]["after"]["error"].as_str().unwrap().contains("writes"), "{failures:?}");
         t.stop().await;
     }
 }

@@ -136,6 +136,7 @@ impl RecordStore for Store {
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
         let supplied = supplied_columns(object, &inputs);
+        let caller = &self.in_chain(caller, object);
         let written = self.create_records(caller, registry, object, inputs, upsert).await?;
         self.after_save(caller, registry, object, &written).await;
         let mut records: Vec<Record> = written.into_iter().map(|(r, _)| r).collect();
@@ -153,6 +154,7 @@ impl RecordStore for Store {
         expected_version: Option<i64>,
     ) -> DataResult<Record> {
         let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let caller = &self.in_chain(caller, object);
         let (record, old) = self.update_record(caller, registry, object, id, input, expected_version).await?;
         let written = [(record, Some(old))];
         self.after_save(caller, registry, object, &written).await;
@@ -172,6 +174,7 @@ impl RecordStore for Store {
         input: RecordInput,
     ) -> DataResult<Vec<Record>> {
         let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let caller = &self.in_chain(caller, object);
         let filter = self.hash_filter_opt(filter)?;
         let written: Vec<(Record, Option<Record>)> = self
             .update_records(caller, registry, object, filter, input)

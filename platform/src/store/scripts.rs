@@ -103,6 +103,17 @@ impl Store {
         caller.chain.clone().unwrap_or_else(|| Chain::start(self.scripts.budget.clone()))
     }
 
+    /// The caller of one API write with the chain all its scripts share (its save steps, its
+    /// triggers and their writes), so the budget is the call's, not each script's. Objects
+    /// without scripts skip this.
+    pub(super) fn in_chain<'c>(&self, caller: &'c Caller, object: &ObjectDefinition) -> std::borrow::Cow<'c, Caller> {
+        let scripted = !object.scripts.is_empty() || object.formulas().next().is_some();
+        if caller.chain.is_some() || !scripted {
+            return std::borrow::Cow::Borrowed(caller);
+        }
+        std::borrow::Cow::Owned(Caller { chain: Some(self.chain_of(caller)), ..caller.clone() })
+    }
+
     /// Whether saves of `object` run any script step.
     pub(super) fn has_save_scripts(&self, registry: &Registry, object: &ObjectDefinition) -> bool {
         (!object.scripts.is_empty() || object.formulas().next().is_some())
@@ -372,6 +383,7 @@ impl Store {
         let mut row = record.values.clone();
         row.insert("id".into(), Value::Text(record.id.clone()));
         let chain = self.chain_of(caller);
+        let caller = &Caller { chain: Some(chain.clone()), ..caller.clone() };
         let (outcome, _) = self
             .run_with_host(
                 caller,
