@@ -1,6 +1,7 @@
 //! No key and no plaintext of a sensitive value reaches a log line: the server runs with every
-//! log level on, captured, through writes, reads, a unique conflict, a tampered value, a
-//! field becoming encrypted, an export and an erasure, on SQLite and PostgreSQL.
+//! log level on, captured, through writes, reads, a unique conflict, scripts that log and throw
+//! sensitive values, a tampered value, a field becoming encrypted, an export and an erasure, on
+//! SQLite and PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -75,6 +76,29 @@ async fn no_key_or_sensitive_value_reaches_a_log_line() {
             json!({}),
         )
         .await;
+        // Scripts see plaintext: what they log stays in their run, and the error of a failed
+        // trigger is recorded without the values.
+        t.meta_ok(
+            "mutation($i: ScriptInput!) { setScript(object: \"client\", input: $i) { name } }",
+            json!({"i": {"name": "echo", "hook": "VALIDATE", "source": "log(record.phone); print(record.id_number);"}}),
+        )
+        .await;
+        t.meta_ok(
+            "mutation($i: ScriptInput!) { setScript(object: \"client\", input: $i) { name } }",
+            json!({"i": {"name": "fail", "hook": "AFTER_SAVE", "source": "throw \"cannot sync \" + record.phone + \" \" + record.id_number;"}}),
+        )
+        .await;
+        t.data_ok(
+            "mutation($id: ID!) { updateClient(id: $id, data: {idNumber: \"110101199003071234\"}) { id } }",
+            json!({"id": id}),
+        )
+        .await;
+        let audit = t.meta_ok("{ auditLog(category: \"script\") { after } }", json!({})).await;
+        let error = audit["auditLog"][0]["after"]["error"].as_str().unwrap().to_string();
+        assert!(error.contains("cannot sync [sensitive] [sensitive]"), "{error}");
+        for name in ["echo", "fail"] {
+            t.meta_ok("mutation($n: String!) { deleteScript(object: \"client\", name: $n) }", json!({"n": name})).await;
+        }
         // A tampered value is logged as an error, without the value.
         let db = Database::connect(&t.database_url).await.unwrap();
         db.execute_unprepared(&format!(

@@ -232,6 +232,18 @@ impl Store {
                 r.insert("id".into(), Value::Text(o.id.clone()));
                 r
             });
+            // Sensitive values the script saw must not end up in the audit log through its error.
+            let secrets: Vec<&str> = object
+                .fields
+                .iter()
+                .filter(|f| f.sensitive.is_some())
+                .flat_map(|f| [row.get(&f.column()), old.as_ref().and_then(|o| o.get(&f.column()))])
+                .filter_map(|v| match v {
+                    Some(Value::Text(s)) if !s.is_empty() => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let redact = |message: String| secrets.iter().fold(message, |m, secret| m.replace(secret, "[sensitive]"));
             for (name, compiled) in &scripts.after_save {
                 let outcome = self
                     .run_with_host(
@@ -251,10 +263,10 @@ impl Store {
                 match outcome {
                     Ok((o, _)) => {
                         if let Some(failure) = o.failure {
-                            failures.push((record.id.clone(), name.clone(), failure.to_string()));
+                            failures.push((record.id.clone(), name.clone(), redact(failure.to_string())));
                         }
                     }
-                    Err(e) => failures.push((record.id.clone(), name.clone(), e.to_string())),
+                    Err(e) => failures.push((record.id.clone(), name.clone(), redact(e.to_string()))),
                 }
             }
         }
