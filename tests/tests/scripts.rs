@@ -540,3 +540,39 @@ async fn test_script_is_a_dry_run() {
         assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_run_scripts_as_creates_or_updates() {
+    each_backend!(|t| {
+        t.object(
+            "sku",
+            "skus",
+            vec![
+                json!({"name": "code", "label": "Code", "type": "TEXT", "unique": true}),
+                json!({"name": "price", "label": "Price", "type": "CURRENCY"}),
+                json!({"name": "qty", "label": "Qty", "type": "INTEGER"}),
+                json!({"name": "total", "label": "Total", "type": "FORMULA", "resultType": "CURRENCY",
+                       "expression": "if record.price == () || record.qty == () { () } else { record.price * record.qty }"}),
+            ],
+        )
+        .await;
+        set_script_ok(
+            &t,
+            "sku",
+            "priced",
+            "VALIDATE",
+            0,
+            r#"if old == () && record.price == () { error("price", "a new SKU needs a price") }"#,
+        )
+        .await;
+        let upsert = "mutation($d: [SkuInput!]!) { createSkus(data: $d, upsert: {onConflict: [code], update: [qty]}) { code total } }";
+        t.data_ok(upsert, json!({"d": [{"code": "A", "price": "2", "qty": 1}]})).await;
+        // Matching A makes its input an update (the create-only rule does not apply and the
+        // formula follows the new quantity); B is a create and needs its price.
+        let r = t.data(upsert, json!({"d": [{"code": "A", "qty": 5}, {"code": "B", "qty": 1}]})).await;
+        assert_eq!(field_errors(&r), [(1, "price".to_string(), "SCRIPT".to_string())], "{r}");
+        let r =
+            t.data_ok(upsert, json!({"d": [{"code": "A", "qty": 5}, {"code": "B", "price": "1.50", "qty": 2}]})).await;
+        assert_eq!(r["createSkus"], json!([{"code": "A", "total": "10.00"}, {"code": "B", "total": "3.00"}]));
+    });
+}

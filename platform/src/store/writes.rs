@@ -227,8 +227,10 @@ impl Store {
         if !issues.is_empty() {
             return Err(DataError::invalid_fields(issues));
         }
-        // BEFORE_SAVE scripts, formulas and validation rules, before the writer lock.
-        if self.has_save_scripts(registry, object) {
+        // BEFORE_SAVE scripts, formulas and validation rules, before the writer lock. An
+        // upsert runs them under the lock instead, once it knows which inputs update records.
+        let scripted = self.has_save_scripts(registry, object);
+        if scripted && upsert.is_none() {
             let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
             let jobs = rows.into_iter().map(|record| SaveJob { record, old: None }).collect();
             let (saved, issues) = self.run_save_scripts(caller, registry, object, jobs).await?;
@@ -245,15 +247,16 @@ impl Store {
         let now = now();
         let auto_numbers: Vec<&FieldDefinition> =
             object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
-        let mut prepared: Vec<(String, Row, Option<serde_json::Value>)> = Vec::with_capacity(rows.len());
-        for input in &rows {
+        let prepare = |input: &Row| -> DataResult<(String, Row, Option<serde_json::Value>)> {
             let (id, mut row) = new_row(caller, input, now);
             // Encrypted values are bound to their record, so they are sealed once it has an id;
             // the audit image then holds the same envelopes as the table.
             self.seal_row(object, &id, &mut row)?;
             let after = auto_numbers.is_empty().then(|| image(object, &row, None));
-            prepared.push((id, row, after));
-        }
+            Ok((id, row, after))
+        };
+        let mut prepared: Vec<(String, Row, Option<serde_json::Value>)> =
+            rows.iter().map(&prepare).collect::<DataResult<_>>()?;
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
@@ -315,6 +318,24 @@ impl Store {
                     r.retain(|c, _| allowed.contains(c));
                     existing.insert(i, rec.clone());
                 }
+            }
+        }
+        if scripted && upsert.is_some() {
+            // The inputs that create records run the scripts as creates (those that update
+            // records run them as updates, below), before references and uniqueness are checked.
+            let def = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
+            let inserts: Vec<usize> = (0..rows.len()).filter(|i| !existing.contains_key(i)).collect();
+            let jobs = inserts.iter().map(|&i| SaveJob { record: std::mem::take(&mut rows[i]), old: None }).collect();
+            let (saved, mut issues) = self.run_save_scripts(caller, registry, def, jobs).await?;
+            if !issues.is_empty() {
+                for issue in &mut issues {
+                    issue.index = inserts[issue.index];
+                }
+                return Err(DataError::invalid_fields(issues));
+            }
+            for (&i, (record, _)) in inserts.iter().zip(saved) {
+                prepared[i] = prepare(&record)?;
+                rows[i] = record;
             }
         }
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
