@@ -125,7 +125,7 @@ impl MetadataService {
         change: MetadataChange,
     ) -> Result<Arc<Snapshot>, ChangeError> {
         let base = self.current();
-        self.check_sources(change.object())?;
+        self.check_sources(&change)?;
         let registry = Registry::new(base.registry.version + 1, next)?;
         // Build the schema before touching the database: a change that cannot be served is refused.
         let snapshot = build_snapshot(registry, &self.limits)?;
@@ -136,24 +136,25 @@ impl MetadataService {
         Ok(snapshot)
     }
 
-    /// Every script and formula of the changed object must compile (inactive scripts too, so
-    /// turning one on cannot fail later); the error gives the line and column.
-    fn check_sources(&self, object: &ObjectDefinition) -> Result<(), ChangeError> {
+    /// The script or formula a change saves must compile, even an inactive script (so turning
+    /// it on cannot fail later); the error gives the line and column. Sources already saved
+    /// are not checked again, so a script that stricter limits no longer let compile can still
+    /// be fixed or deleted.
+    fn check_sources(&self, change: &MetadataChange) -> Result<(), ChangeError> {
         let host = self.store.script_host();
-        for s in &object.scripts {
-            host.compile(&s.source).map_err(|e| {
-                ChangeError::Invalid(MetadataError::Invalid(format!("script `{}` does not compile: {e}", s.name)))
-            })?;
-        }
-        for f in object.formulas() {
-            host.compile(f.formula.as_deref().unwrap_or_default()).map_err(|e| {
-                ChangeError::Invalid(MetadataError::Invalid(format!(
-                    "the formula of `{}` does not compile: {e}",
-                    f.name
-                )))
-            })?;
-        }
-        Ok(())
+        let (what, source) = match change {
+            MetadataChange::SetScript { script, .. } => (format!("script `{}`", script.name), &script.source),
+            MetadataChange::CreateField { field, .. } | MetadataChange::UpdateField { after: field, .. } => {
+                match &field.formula {
+                    Some(formula) => (format!("the formula of `{}`", field.name), formula),
+                    None => return Ok(()),
+                }
+            }
+            _ => return Ok(()),
+        };
+        host.compile(source)
+            .map(|_| ())
+            .map_err(|e| ChangeError::Invalid(MetadataError::Invalid(format!("{what} does not compile: {e}"))))
     }
 
     /// Changes one object: `edit` modifies a copy and returns how to describe the change given

@@ -125,12 +125,17 @@ impl TestServer {
     }
 
     /// Stops the server and starts a new one on the same database.
-    pub async fn restart(mut self) -> TestServer {
+    pub async fn restart(self) -> TestServer {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the server and starts a new one on the same database, configured by `tweak`.
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
         let db = self.db.take().expect("a server owns its database until it stops");
-        Self::start_on(db).await
+        Self::start_configured(db, tweak).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Option<String> {

@@ -185,6 +185,22 @@ async fn scripts_are_metadata_checked_at_save_and_kept() {
         t.meta_ok("mutation { deleteScript(object: \"lead\", name: \"first\") }", json!({})).await;
         let r = t.meta("mutation { deleteScript(object: \"lead\", name: \"first\") }", json!({})).await;
         assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        // A script that the sandbox's limits no longer let compile (the server restarted with a
+        // smaller expression depth) fails the object's writes instead of letting them skip it.
+        let nested = format!("let x = {}1{};", "(".repeat(12), ")".repeat(12));
+        set_script_ok(&t, "lead", "nested", "VALIDATE", 0, &nested).await;
+        set_script_ok(&t, "lead", "nested_trigger", "AFTER_SAVE", 0, &nested).await;
+        let t = t.restart_with(|c| c.script_limits.max_expr_depth = 6).await;
+        let r = t.data("mutation { createLead(data: {name: \"x\"}) { id } }", json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(message(&r).contains("no longer compiles"), "{r}");
+        // Saved sources are not checked again, so the admin can still remove them; a trigger
+        // that cannot compile stops the object's writes too, rather than being skipped.
+        t.meta_ok("mutation { deleteScript(object: \"lead\", name: \"nested\") }", json!({})).await;
+        let r = t.data("mutation { createLead(data: {name: \"x\"}) { id } }", json!({})).await;
+        assert!(message(&r).contains("`nested_trigger` of `lead` no longer compiles"), "{r}");
+        t.meta_ok("mutation { deleteScript(object: \"lead\", name: \"nested_trigger\") }", json!({})).await;
+        t.data_ok("mutation { createLead(data: {name: \"x\"}) { id } }", json!({})).await;
         let r = t.meta_ok("{ auditLog(category: \"metadata\", first: 20) { action } }", json!({})).await;
         let actions: Vec<&str> =
             r["auditLog"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();

@@ -114,10 +114,13 @@ impl Store {
         std::borrow::Cow::Owned(Caller { chain: Some(self.chain_of(caller)), ..caller.clone() })
     }
 
-    /// Whether saves of `object` run any script step.
-    pub(super) fn has_save_scripts(&self, registry: &Registry, object: &ObjectDefinition) -> bool {
-        (!object.scripts.is_empty() || object.formulas().next().is_some())
-            && self.scripts.scripts_of(registry, object).is_ok_and(|s| s.touches_saves())
+    /// Whether saves of `object` run any script step. A script that no longer compiles (the
+    /// sandbox limits changed) fails the write rather than letting it skip its rules.
+    pub(super) fn has_save_scripts(&self, registry: &Registry, object: &ObjectDefinition) -> DataResult<bool> {
+        if object.scripts.is_empty() && object.formulas().next().is_none() {
+            return Ok(false);
+        }
+        Ok(self.scripts.scripts_of(registry, object)?.touches_saves())
     }
 
     /// Runs the script steps of a save for each record (`BEFORE_SAVE`, formulas, `VALIDATE`) on
@@ -217,7 +220,15 @@ impl Store {
         if written.is_empty() || !object.scripts.iter().any(|s| s.hook == ScriptHook::AfterSave && s.active) {
             return;
         }
-        let Ok(scripts) = self.scripts.scripts_of(registry, object) else { return };
+        let scripts = match self.scripts.scripts_of(registry, object) {
+            Ok(s) => s,
+            Err(e) => {
+                // The triggers cannot run; say so for every record rather than skip them.
+                let failures = written.iter().map(|(r, _)| (r.id.clone(), "AFTER_SAVE".to_string(), e.to_string()));
+                self.record_trigger_failures(caller, object, failures.collect()).await;
+                return;
+            }
+        };
         if scripts.after_save.is_empty() {
             return;
         }
@@ -270,6 +281,16 @@ impl Store {
                 }
             }
         }
+        self.record_trigger_failures(caller, &object, failures).await;
+    }
+
+    /// Records failed triggers (record id, script, error) in the audit log.
+    async fn record_trigger_failures(
+        &self,
+        caller: &Caller,
+        object: &ObjectDefinition,
+        failures: Vec<(String, String, String)>,
+    ) {
         if failures.is_empty() {
             return;
         }

@@ -229,7 +229,7 @@ impl Store {
         }
         // BEFORE_SAVE scripts, formulas and validation rules, before the writer lock. An
         // upsert runs them under the lock instead, once it knows which inputs update records.
-        let scripted = self.has_save_scripts(registry, object);
+        let scripted = self.has_save_scripts(registry, object)?;
         if scripted && upsert.is_none() {
             let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
             let jobs = rows.into_iter().map(|record| SaveJob { record, old: None }).collect();
@@ -543,7 +543,7 @@ impl Store {
         current: &Record,
         patch: Row,
     ) -> DataResult<Row> {
-        if !self.has_save_scripts(registry, object) {
+        if !self.has_save_scripts(registry, object)? {
             return Ok(patch);
         }
         let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
