@@ -510,14 +510,42 @@ impl Store {
         expected_version: Option<i64>,
     ) -> DataResult<(Record, Record)> {
         let scope = enforce::rows(caller, object.name.as_str(), Action::Update)?;
-        let patch = checked_patch(caller, object, &input)?;
-        let _guard = self.write_guard().await;
-        let txn = self.begin().await?;
-        let current = self
-            .lock_record(&txn, object, id, Some(false), scope.as_ref())
-            .await?
-            .ok_or_else(|| not_found(object, id))?;
-        let patch = self.scripted_patch(caller, registry, object, &current, patch).await?;
+        let given = checked_patch(caller, object, &input)?;
+        let scripted = self.has_save_scripts(registry, object)?;
+        let columns: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
+        // Scripts run before the writer lock, over the record as read then; if it changed by
+        // the time it is locked, they run again over the new version.
+        let mut attempts = 0;
+        let (_guard, txn, current, patch) = loop {
+            attempts += 1;
+            let (seen, patch) = if scripted {
+                let seen = self
+                    .read_one(object, id, &columns, false, scope.as_ref())
+                    .await?
+                    .ok_or_else(|| not_found(object, id))?;
+                let patch = self.scripted_patch(caller, registry, object, &seen, given.clone()).await?;
+                (Some(seen.get("version").clone()), patch)
+            } else {
+                (None, given.clone())
+            };
+            let guard = self.write_guard().await;
+            let txn = self.begin().await?;
+            let current = self
+                .lock_record(&txn, object, id, Some(false), scope.as_ref())
+                .await?
+                .ok_or_else(|| not_found(object, id))?;
+            if seen.is_none_or(|v| &v == current.get("version")) {
+                break (guard, txn, current, patch);
+            }
+            drop(txn);
+            drop(guard);
+            if attempts == 3 {
+                return Err(DataError::Conflict {
+                    message: format!("record {id} kept changing while its scripts ran; retry"),
+                    field_errors: Vec::new(),
+                });
+            }
+        };
         let rows = [(0usize, &patch)];
         let mut issues = self.check_references(&txn, caller, registry, object, &rows).await?;
         issues.extend(self.check_unique(&txn, object, &rows, &HashSet::from([id.to_string()])).await?);
