@@ -135,6 +135,24 @@ async fn validation_rules_and_before_save_run_on_every_write_path() {
         assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
         let d = t.data_ok("{ deals(filter: {discount: {gt: \"0.4\"}}) { totalCount } }", json!({})).await;
         assert_eq!(d["deals"]["totalCount"], 0);
+        let r = t
+            .data_ok(
+                "mutation { updateDeals(filter: {name: {in: [\"B\", \"C\"]}}, data: {amount: \"250000\"}) { name priority } }",
+                json!({}),
+            )
+            .await;
+        let mut updated = r["updateDeals"].as_array().unwrap().clone();
+        updated.sort_by_key(|d| d["name"].as_str().unwrap().to_string());
+        assert_eq!(updated, [json!({"name": "B", "priority": "P1"}), json!({"name": "C", "priority": "P1"})]);
+        // One failing record refuses them all, and the error names it.
+        let r = t
+            .data(
+                "mutation { updateDeals(filter: {name: {in: [\"B\", \"C\"]}}, data: {amount: \"240000\"}) { name } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(field_errors(&r), [(0, String::new(), "SCRIPT".to_string())], "{r}");
+        assert!(field_messages(&r).contains(&format!("record {big_id}")), "{r}");
         // The rule looks at the user's roles.
         t.role("sales_director").await;
         t.grant("sales_director", "deal", "read create update", "ALL").await;

@@ -574,21 +574,51 @@ impl Store {
         if !self.has_save_scripts(registry, object)? {
             return Ok(patch);
         }
+        let mut patches =
+            self.scripted_patches(caller, registry, object, std::slice::from_ref(current), &patch).await?;
+        Ok(patches.pop().unwrap_or(patch))
+    }
+
+    /// `scripted_patch` for one patch applied to several records, in one batch of script runs.
+    /// Field errors keep index 0 (the one input) and name the record they are about when
+    /// there are several.
+    async fn scripted_patches(
+        &self,
+        caller: &Caller,
+        registry: &Arc<Registry>,
+        object: &ObjectDefinition,
+        records: &[Record],
+        patch: &Row,
+    ) -> DataResult<Vec<Row>> {
         let object = registry.require(object.name.as_str()).map_err(|e| DataError::bad_input(e.to_string()))?;
-        let mut old = self.open_for_scripts(object, &current.id, &current.values);
-        old.insert("id".into(), Value::Text(current.id.clone()));
-        let mut record = old.clone();
-        record.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let (mut saved, issues) =
-            self.run_save_scripts(caller, registry, object, vec![SaveJob { record, old: Some(old) }]).await?;
+        let jobs = records
+            .iter()
+            .map(|current| {
+                let mut old = self.open_for_scripts(object, &current.id, &current.values);
+                old.insert("id".into(), Value::Text(current.id.clone()));
+                let mut record = old.clone();
+                record.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
+                SaveJob { record, old: Some(old) }
+            })
+            .collect();
+        let (saved, mut issues) = self.run_save_scripts(caller, registry, object, jobs).await?;
         if !issues.is_empty() {
+            if records.len() > 1 {
+                for issue in &mut issues {
+                    issue.message = format!("record {}: {}", records[issue.index].id, issue.message);
+                    issue.index = 0;
+                }
+            }
             return Err(DataError::invalid_fields(issues));
         }
-        let mut patch = patch;
-        if let Some((_, changes)) = saved.pop() {
-            patch.extend(changes);
-        }
-        Ok(patch)
+        Ok(saved
+            .into_iter()
+            .map(|(_, changes)| {
+                let mut p = patch.clone();
+                p.extend(changes);
+                p
+            })
+            .collect())
     }
 
     pub async fn update_records(
@@ -604,30 +634,56 @@ impl Store {
             enforce::rows(caller, object.name.as_str(), Action::Update)?,
         );
         let patch = checked_patch(caller, object, &input)?;
-        let _guard = self.write_guard().await;
-        let txn = self.begin().await?;
         let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
         let read = read_columns(object, &cols);
-        let mut q = Query::select();
-        q.columns(read.iter().map(|c| c.name.clone()))
-            .from(object.table())
-            .and_where(Expr::col("deleted_at").is_null());
-        if let Some(f) = &filter {
-            q.cond_where(condition(f));
+        let matching = |lock: bool| {
+            let mut q = Query::select();
+            q.columns(read.iter().map(|c| c.name.clone()))
+                .from(object.table())
+                .and_where(Expr::col("deleted_at").is_null());
+            if let Some(f) = &filter {
+                q.cond_where(condition(f));
+            }
+            q.limit(MAX_UPDATE_MANY as u64 + 1);
+            if lock && self.backend == DbBackend::Postgres {
+                q.lock(sea_query::LockType::Update);
+            }
+            q
+        };
+        let decode_all = |rows: Vec<sea_orm::QueryResult>| -> DataResult<Vec<Record>> {
+            if rows.len() > MAX_UPDATE_MANY {
+                return Err(DataError::bad_input(format!(
+                    "the filter matches more than {MAX_UPDATE_MANY} records; narrow it"
+                )));
+            }
+            rows.iter().map(|row| Ok(self.decode_record(row, &read)?)).collect()
+        };
+        // Scripts run before the writer lock, over the records as read then (keyed by id, with
+        // the version they saw); records changed since run them again under the lock.
+        let scripted = self.has_save_scripts(registry, object)?;
+        let mut scripted_patches: HashMap<String, (Value, Row)> = HashMap::new();
+        if scripted {
+            let seen = decode_all(self.db.query_all(&matching(false)).await?)?;
+            let patches = self.scripted_patches(caller, registry, object, &seen, &patch).await?;
+            for (rec, p) in seen.iter().zip(patches) {
+                scripted_patches.insert(rec.id.clone(), (rec.get("version").clone(), p));
+            }
         }
-        q.limit(MAX_UPDATE_MANY as u64 + 1);
-        if self.backend == DbBackend::Postgres {
-            q.lock(sea_query::LockType::Update);
-        }
-        let rows = txn.query_all(&q).await?;
-        if rows.len() > MAX_UPDATE_MANY {
-            return Err(DataError::bad_input(format!(
-                "the filter matches more than {MAX_UPDATE_MANY} records; narrow it"
-            )));
-        }
-        let mut current = Vec::with_capacity(rows.len());
-        for row in &rows {
-            current.push(self.decode_record(row, &read)?);
+        let _guard = self.write_guard().await;
+        let txn = self.begin().await?;
+        let current = decode_all(txn.query_all(&matching(true)).await?)?;
+        if scripted {
+            let stale: Vec<Record> = current
+                .iter()
+                .filter(|r| !scripted_patches.get(&r.id).is_some_and(|(v, _)| v == r.get("version")))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                let patches = self.scripted_patches(caller, registry, object, &stale, &patch).await?;
+                for (rec, p) in stale.iter().zip(patches) {
+                    scripted_patches.insert(rec.id.clone(), (rec.get("version").clone(), p));
+                }
+            }
         }
         let check = [(0usize, &patch)];
         let mut issues = self.check_references(&txn, caller, registry, object, &check).await?;
@@ -648,7 +704,7 @@ impl Store {
         let mut audit = Vec::with_capacity(current.len());
         let mut out = Vec::with_capacity(current.len());
         for rec in current {
-            let patch = self.scripted_patch(caller, registry, object, &rec, patch.clone()).await?;
+            let patch = scripted_patches.remove(&rec.id).map(|(_, p)| p).unwrap_or_else(|| patch.clone());
             out.push((self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?, rec));
         }
         append(&txn, &audit, self.backend).await?;
