@@ -79,6 +79,9 @@ pub struct Store {
     /// SQLite allows one writer; queueing writers here avoids lock-upgrade failures of
     /// deferred transactions. PostgreSQL writers run concurrently.
     write_lock: std::sync::Arc<Mutex<()>>,
+    /// Woken when a writer releases the write lock: the background checkpointer then copies
+    /// what the write appended to the log into the database (see `spawn_maintenance`).
+    wrote: Arc<tokio::sync::Notify>,
     schema: Arc<SchemaEpoch>,
     /// SQL statements executed so far, for tests that hold the API to a statement budget.
     statements: Arc<AtomicU64>,
@@ -229,6 +232,7 @@ impl Store {
             writer,
             backend,
             write_lock,
+            wrote: Default::default(),
             access_log,
             schema,
             statements,
@@ -248,19 +252,24 @@ impl Store {
         self.schema.changed_nanos.store(nanos, Ordering::Release);
     }
 
-    /// Starts background upkeep: on SQLite, a passive WAL checkpoint every half second, which
-    /// keeps the write-ahead log short without stalling the writer that happens to cross the
-    /// automatic threshold. Returns `None` when the engine needs none.
+    /// Starts background upkeep: on SQLite, a passive WAL checkpoint after every write (and
+    /// every half second, for writes by other processes), on a reader connection. The log then
+    /// reaches the database file on the other core while the writer goes on, instead of in the
+    /// commit of whichever writer crosses the automatic threshold, and the log stays short.
+    /// Returns `None` when the engine needs none.
     pub fn spawn_maintenance(&self) -> Option<tokio::task::JoinHandle<()>> {
         if self.backend != DbBackend::Sqlite {
             return None;
         }
-        let db = self.db.clone();
+        let (db, wrote) = (self.db.clone(), self.wrote.clone());
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = wrote.notified() => {}
+                    _ = tick.tick() => {}
+                }
                 if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
@@ -402,10 +411,22 @@ impl Store {
     }
 
     /// Serialises writers on SQLite; a no-op guard on PostgreSQL.
-    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    async fn write_guard(&self) -> Option<WriteGuard<'_>> {
         match self.backend {
-            DbBackend::Sqlite => Some(self.write_lock.lock().await),
+            DbBackend::Sqlite => Some(WriteGuard { _lock: self.write_lock.lock().await, wrote: &self.wrote }),
             _ => None,
         }
+    }
+}
+
+/// The SQLite write lock, held for one write; releasing it wakes the background checkpointer.
+struct WriteGuard<'a> {
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+    wrote: &'a tokio::sync::Notify,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.wrote.notify_one();
     }
 }
