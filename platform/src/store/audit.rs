@@ -71,11 +71,23 @@ const COLUMNS: [&str; 9] =
 /// Appends entries, many rows per statement. Runs inside the caller's transaction, which must
 /// be rolled back if this fails (see `insert_many`).
 pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry], backend: DbBackend) -> StoreResult<()> {
-    // 9 parameters per row keeps a chunk well under SQLite's variable limit.
-    for chunk in entries.chunks(500) {
-        let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
-        for e in chunk {
-            let image = |v: &Option<serde_json::Value>| sea_query::Value::String(v.as_ref().map(|j| j.to_string()));
+    let text = |image: &Option<serde_json::Value>| image.as_ref().map(|j| j.to_string());
+    append_rows(conn, entries.iter().map(|e| (e, text(&e.before), text(&e.after))).collect(), backend).await
+}
+
+/// `append` for entries whose images are given as JSON text, `(entry, before, after)`: a batch
+/// of creates serialises its images before it takes the writer lock, so that little but the
+/// entries' ids (which follow the order of commits) is made while other writers wait.
+pub(super) async fn append_rows<C: ConnectionTrait>(
+    conn: &C,
+    entries: Vec<(&AuditEntry, Option<String>, Option<String>)>,
+    backend: DbBackend,
+) -> StoreResult<()> {
+    // 9 parameters per row keeps a statement of 500 rows well under SQLite's variable limit.
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let mut values = Vec::with_capacity(500 * COLUMNS.len());
+        for (e, before, after) in entries.by_ref().take(500) {
             values.extend([
                 e.id.clone().into(),
                 e.at.into(),
@@ -84,8 +96,8 @@ pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry], backen
                 e.action.clone().into(),
                 sea_query::Value::String(e.object.clone()),
                 sea_query::Value::String(e.record_id.clone()),
-                image(&e.before),
-                image(&e.after),
+                sea_query::Value::String(before),
+                sea_query::Value::String(after),
             ]);
         }
         conn.execute_raw(insert_many(backend, "sys_audit", &COLUMNS, values)).await?;

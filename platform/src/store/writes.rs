@@ -12,7 +12,7 @@ use tessera_metadata::{
     Action, FieldDefinition, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value,
 };
 
-use super::audit::{AuditEntry, append};
+use super::audit::{AuditEntry, append, append_rows};
 use super::codec::{Storage, storage, to_sql};
 use super::filter::condition;
 use super::reads::{SYSTEM_COLUMNS, read_columns};
@@ -154,15 +154,12 @@ impl Store {
         Ok(next - n)
     }
 
-    async fn insert_rows<'r>(
-        &self,
-        txn: &DatabaseTransaction,
-        object: &ObjectDefinition,
-        rows: impl Iterator<Item = &'r Row>,
-    ) -> DataResult<()> {
-        let rows: Vec<&Row> = rows.collect();
+    /// The statements that insert `rows`. A batch of creates builds them before it takes the
+    /// writer lock when nothing under the lock changes its rows (no auto number to fill in, no
+    /// upsert), so that binding thousands of values does not keep other writers waiting.
+    fn insert_statements(&self, object: &ObjectDefinition, rows: &[&Row]) -> Vec<sea_orm::Statement> {
         if rows.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| c.to_string()).collect();
         columns.extend(object.fields.iter().map(|f| f.column()));
@@ -176,16 +173,17 @@ impl Store {
             })
             .collect();
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
-        for chunk in rows.chunks(per_statement) {
-            let mut values = Vec::with_capacity(chunk.len() * columns.len());
-            for row in chunk {
-                values.extend(
-                    columns.iter().zip(&storages).map(|(c, st)| to_sql(row.get(c).unwrap_or(&Value::Null), *st)),
-                );
-            }
-            txn.execute_raw(insert_many(self.backend, &object.table(), &columns, values)).await?;
-        }
-        Ok(())
+        rows.chunks(per_statement)
+            .map(|chunk| {
+                let mut values = Vec::with_capacity(chunk.len() * columns.len());
+                for row in chunk {
+                    values.extend(
+                        columns.iter().zip(&storages).map(|(c, st)| to_sql(row.get(c).unwrap_or(&Value::Null), *st)),
+                    );
+                }
+                insert_many(self.backend, &object.table(), &columns, values)
+            })
+            .collect()
     }
 
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
@@ -247,16 +245,19 @@ impl Store {
         let now = now();
         let auto_numbers: Vec<&FieldDefinition> =
             object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
-        let prepare = |input: &Row| -> DataResult<(String, Row, Option<serde_json::Value>)> {
+        let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
             let (id, mut row) = new_row(caller, input, now);
             // Encrypted values are bound to their record, so they are sealed once it has an id;
             // the audit image then holds the same envelopes as the table.
             self.seal_row(object, &id, &mut row)?;
-            let after = auto_numbers.is_empty().then(|| image(object, &row, None));
+            let after = auto_numbers.is_empty().then(|| image(object, &row, None).to_string());
             Ok((id, row, after))
         };
-        let mut prepared: Vec<(String, Row, Option<serde_json::Value>)> =
-            rows.iter().map(&prepare).collect::<DataResult<_>>()?;
+        let mut prepared: Vec<(String, Row, Option<String>)> = rows.iter().map(&prepare).collect::<DataResult<_>>()?;
+        let early_inserts = (upsert.is_none() && auto_numbers.is_empty()).then(|| {
+            let rows: Vec<&Row> = prepared.iter().map(|(_, row, _)| row).collect();
+            self.insert_statements(object, &rows)
+        });
         let _guard = self.write_guard().await;
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
@@ -358,21 +359,25 @@ impl Store {
         }
         let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting);
         let mut out: Vec<Option<(Record, Option<Record>)>> = vec![None; rows.len()];
-        let mut audit = Vec::with_capacity(rows.len());
+        // Creates' audit entries, with their after images as JSON text.
+        let mut created: Vec<(AuditEntry, String)> = Vec::with_capacity(inserting);
         let new = prepared.into_iter().enumerate().filter(|(i, _)| !existing.contains_key(i));
         for (n, (i, (id, mut row, after))) in new.enumerate() {
             for (f, start) in &numbers {
                 row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
             }
-            let after = after.unwrap_or_else(|| image(object, &row, None));
-            audit.push(
-                AuditEntry::new("record", "create", Some(&caller.user_id))
-                    .on(object.name.as_str(), Some(&id))
-                    .images(None, Some(after)),
-            );
+            let after = after.unwrap_or_else(|| image(object, &row, None).to_string());
+            let entry = AuditEntry::new("record", "create", Some(&caller.user_id)).on(object.name.as_str(), Some(&id));
+            created.push((entry, after));
             new_rows.push((i, id, row));
         }
-        self.insert_rows(&txn, object, new_rows.iter().map(|(_, _, row)| row)).await?;
+        let inserts = match early_inserts {
+            Some(statements) => statements,
+            None => self.insert_statements(object, &new_rows.iter().map(|(_, _, row)| row).collect::<Vec<_>>()),
+        };
+        for statement in inserts {
+            txn.execute_raw(statement).await?;
+        }
         let encrypted: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.is_encrypted()).collect();
         for (i, id, mut values) in new_rows {
             // The writer gets back the values they gave, not the envelopes stored for them.
@@ -384,12 +389,16 @@ impl Store {
             }
             out[i] = Some((Record { id, values, broken: Vec::new() }, None));
         }
+        let mut audit = Vec::with_capacity(existing.len());
         for (i, rec) in existing {
             // Matched by an upsert, the input is an update: its scripts see the record it updates.
             let patch = self.scripted_patch(caller, registry, object, &rec, rows[i].clone()).await?;
             let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
             out[i] = Some((updated, Some(rec)));
         }
+        let (entries, afters): (Vec<AuditEntry>, Vec<String>) = created.into_iter().unzip();
+        let images = entries.iter().zip(afters).map(|(e, after)| (e, None, Some(after))).collect();
+        append_rows(&txn, images, self.backend).await?;
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         self.note_inserted(&object.table(), inserting);
