@@ -9,7 +9,7 @@
 //!   declared index `(region, last_name)`;
 //! - (b) get-by-id req/s; (c) `contactsGroupBy(groupBy: [city])` req/s;
 //! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
-//!   aliased mutations of 500, the batch cap);
+//!   aliased mutations of 500, the batch cap; the request bodies are built before the clock starts);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
 //! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
 //!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
