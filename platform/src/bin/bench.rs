@@ -155,11 +155,17 @@ impl Api {
 
     /// Posts a GraphQL request and returns the HTTP status and the whole answer, errors included.
     async fn response(&self, path: &str, query: &str, variables: Json) -> BoxResult<(reqwest::StatusCode, Json)> {
+        self.response_to(path, serde_json::to_vec(&json!({"query": query, "variables": variables}))?).await
+    }
+
+    /// `response` for a request body serialised beforehand.
+    async fn response_to(&self, path: &str, body: Vec<u8>) -> BoxResult<(reqwest::StatusCode, Json)> {
         let resp = self
             .client
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .json(&json!({"query": query, "variables": variables}))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await?;
         let status = resp.status();
@@ -171,19 +177,14 @@ impl Api {
         let (status, body) = self.response(path, query, variables).await?;
         Self::data_of(status, body)
     }
-    /// Posts a request body serialised beforehand.
+
+    /// `post` for a request body serialised beforehand.
     async fn post_body(&self, path: &str, body: Vec<u8>) -> BoxResult<Json> {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status();
-        Self::data_of(status, resp.json().await?)
+        let (status, body) = self.response_to(path, body).await?;
+        Self::data_of(status, body)
     }
+
+    /// The `data` of an answer; GraphQL errors or an HTTP failure are an error.
     fn data_of(status: reqwest::StatusCode, mut body: Json) -> BoxResult<Json> {
         match body.get("errors") {
             Some(Json::Array(errors)) if !errors.is_empty() => {
