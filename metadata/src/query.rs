@@ -58,9 +58,10 @@ pub enum Filter {
         column: String,
         /// The blind index column.
         index_column: String,
+        /// The plaintexts searched for.
         values: Vec<String>,
-        /// Set by the store once `values` are blind indexes.
-        hashed: bool,
+        /// Their blind indexes, filled in by the store (which holds the key).
+        hashes: Option<Vec<i64>>,
         /// Plaintexts compared with the ciphertext column too (only while converting).
         plain: Vec<String>,
     },

@@ -394,7 +394,7 @@ async fn field_conversion_encrypts_plaintext_and_fills_blind_indexes_in_the_back
         let ids = patients(&t, 120).await;
         let conn = raw(&t).await;
         // The blind index column, as the DDL of a searchable field makes it.
-        conn.execute_unprepared("ALTER TABLE obj_patient ADD COLUMN national_id__bidx VARCHAR(32)").await.unwrap();
+        conn.execute_unprepared("ALTER TABLE obj_patient ADD COLUMN national_id__bidx BIGINT").await.unwrap();
         mark_encrypted(&conn, PATIENT, &[("national_id", true)]).await;
         let server_store = t.server.as_ref().unwrap().store.clone();
         server_store.queue_field_conversion(PATIENT, "national_id").await.unwrap();
@@ -415,12 +415,13 @@ async fn field_conversion_encrypts_plaintext_and_fills_blind_indexes_in_the_back
         assert!(!server_store.is_converting(PATIENT, "national_id"), "the field is no longer converting");
 
         let ring = server_store.key_ring().unwrap();
-        let stored = rows(&conn, "SELECT id, national_id, national_id__bidx FROM obj_patient ORDER BY id").await;
+        let stored =
+            rows(&conn, "SELECT id, national_id, CAST(national_id__bidx AS TEXT) FROM obj_patient ORDER BY id").await;
         for (i, r) in stored.iter().enumerate() {
             assert_eq!(r[0].as_deref(), Some(ids[i].as_str()));
             let plain = ring.decrypt(aad("national_id", &ids[i]), r[1].as_deref().unwrap()).unwrap();
             assert_eq!(plain, format!("ID-{i:05}"));
-            assert_eq!(r[2], Some(ring.blind_index(tessera_metadata::FieldType::Text, &plain)));
+            assert_eq!(r[2], Some(ring.blind_index(tessera_metadata::FieldType::Text, &plain).to_string()));
         }
         let audit =
             rows(&conn, "SELECT after_image FROM sys_audit WHERE object = 'patient' AND category = 'record'").await;

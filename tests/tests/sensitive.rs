@@ -623,3 +623,101 @@ async fn large_tables_are_encrypted_online_in_the_background() {
         assert_not_at_rest(&t, &refs).await;
     });
 }
+
+/// A database written before blind indexes became 64-bit integers holds them as base64 text
+/// of 128 bits of HMAC, of which the integer is the first 64. Rewrites the customer's phone
+/// index that way, as the old DDL made it (`VARCHAR(32)`, indexed unique), keeping each
+/// record's integer as those first bits.
+async fn store_phone_index_as_legacy_text(t: &TestServer) {
+    let conn = Database::connect(t.database_url.clone()).await.unwrap();
+    let backend = conn.get_database_backend();
+    let raw = |sql: &str| Statement::from_string(backend, sql.to_string());
+    let rows = conn.query_all_raw(raw("SELECT id, phone__bidx FROM obj_customer")).await.unwrap();
+    let legacy: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let index: i64 = r.try_get_by_index(1).unwrap();
+            let mut bytes = index.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[0x5a; 8]);
+            (r.try_get_by_index(0).unwrap(), base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
+        })
+        .collect();
+    if backend == sea_orm::DbBackend::Postgres {
+        conn.execute_unprepared("ALTER TABLE obj_customer ALTER COLUMN phone__bidx TYPE VARCHAR(32) USING NULL")
+            .await
+            .unwrap();
+    } else {
+        let index = conn
+            .query_one_raw(raw("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '%phone__bidx%'"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (name, sql): (String, String) = (index.try_get_by_index(0).unwrap(), index.try_get_by_index(1).unwrap());
+        assert!(sql.starts_with("CREATE UNIQUE INDEX"), "{sql}");
+        for step in [
+            format!("DROP INDEX \"{name}\""),
+            "ALTER TABLE obj_customer DROP COLUMN phone__bidx".into(),
+            "ALTER TABLE obj_customer ADD COLUMN phone__bidx VARCHAR(32) NULL".into(),
+            sql,
+        ] {
+            conn.execute_unprepared(&step).await.unwrap();
+        }
+    }
+    let placeholders = if backend == sea_orm::DbBackend::Postgres { ("$1", "$2") } else { ("?", "?") };
+    for (id, text) in legacy {
+        let sql = format!("UPDATE obj_customer SET phone__bidx = {} WHERE id = {}", placeholders.0, placeholders.1);
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, [text.into(), id.into()])).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+async fn phone_index_type(t: &TestServer) -> String {
+    let conn = Database::connect(t.database_url.clone()).await.unwrap();
+    let backend = conn.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "SELECT data_type::text FROM information_schema.columns WHERE table_name = 'obj_customer' AND column_name = 'phone__bidx'"
+    } else {
+        "SELECT lower(type) FROM pragma_table_info('obj_customer') WHERE name = 'phone__bidx'"
+    };
+    let row = conn.query_one_raw(Statement::from_string(backend, sql.to_string())).await.unwrap().unwrap();
+    let kind = row.try_get_by_index(0).unwrap();
+    conn.close().await.unwrap();
+    kind
+}
+
+#[tokio::test]
+async fn blind_indexes_stored_as_text_by_earlier_versions_are_converted_at_start() {
+    for backend in tessera_tests::backends() {
+        let t = TestServer::start(backend).await;
+        customer_object(&t).await;
+        let a = create_customer(&t, "A", "+86 138-1234-5678", ID_NUMBER, "a@example.com").await;
+        let b = create_customer(&t, "B", "13900000000", "X", "b@example.com").await;
+        let integer = phone_index_type(&t).await;
+        assert!(integer.contains("int"), "{integer}");
+        store_phone_index_as_legacy_text(&t).await;
+        assert!(phone_index_type(&t).await.contains("char"));
+
+        let t = t.restart().await;
+        assert_eq!(phone_index_type(&t).await, integer, "[{backend:?}] converted at start, as new columns are made");
+        let find = "query($f: CustomerFilter) { customers(filter: $f) { nodes { id name } } }";
+        for (phone, id) in [("13812345678", &a), ("+86 139 0000 0000", &b)] {
+            let r = t.data_ok(find, json!({"f": {"phone": {"eq": phone}}})).await;
+            assert_eq!(r["customers"]["nodes"][0]["id"], json!(id), "[{backend:?}] {phone}: {r}");
+            assert_eq!(r["customers"]["nodes"].as_array().unwrap().len(), 1);
+        }
+        // The unique index came back on the converted column.
+        let r = t
+            .data("mutation { createCustomer(data: {name: \"C\", phone: \"138 1234 5678\"}) { id } }", json!({}))
+            .await;
+        assert_eq!(error_codes(&r), ["CONFLICT"], "[{backend:?}] {r}");
+        let c = create_customer(&t, "C", "13700000000", "Y", "c@example.com").await;
+        let r = t.data_ok(find, json!({"f": {"phone": {"eq": "137-0000-0000"}}})).await;
+        assert_eq!(r["customers"]["nodes"][0]["id"], json!(c));
+
+        // Converting is done once: the next start finds nothing to convert and loses nothing.
+        let t = t.restart().await;
+        let r = t.data_ok(find, json!({"f": {"phone": {"in": ["13812345678", "13900000000", "13700000000"]}}})).await;
+        assert_eq!(r["customers"]["nodes"].as_array().unwrap().len(), 3, "[{backend:?}] {r}");
+        t.stop().await;
+    }
+}

@@ -506,10 +506,10 @@ fn crypto_costs() -> (f64, f64, f64) {
     let decrypt = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     assert_eq!(opened, n);
     let t = Instant::now();
-    let indexed: usize =
-        (0..n).map(|i| ring.blind_index(tessera_metadata::FieldType::Phone, &phone_number(i)).len()).sum();
+    let indexed =
+        (0..n).map(|i| ring.blind_index(tessera_metadata::FieldType::Phone, &phone_number(i))).fold(0i64, |a, b| a ^ b);
     let index = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    assert!(indexed > 0);
+    assert!(indexed != 0);
     (encrypt, decrypt, index)
 }
 

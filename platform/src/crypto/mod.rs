@@ -7,7 +7,11 @@
 //!   decrypt instead of showing someone else's value.
 //! - A blind index is HMAC-SHA-256 over the normalised value (see
 //!   `tessera_metadata::normalise`) under a key derived per kind of value (phone, email,
-//!   text), truncated to 128 bits.
+//!   text), truncated to its first 64 bits and stored as a signed 64-bit integer: an index
+//!   entry no larger than the plain value's would be. Two different values of one field share
+//!   an index with probability about n²/2⁶⁵ over n values (under one in a million at six
+//!   million values), which could only make a unique field refuse one value as taken; a
+//!   lookup of one value meets another's index with probability n/2⁶⁴.
 //! - The master key lives in a file or the environment, never in the database. It wraps the
 //!   data keys and the blind-index key that the key ring table stores.
 //!
@@ -33,8 +37,6 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
 const TAG_BYTES: usize = 16;
-/// Bytes of a blind index value kept (of SHA-256's 32).
-const BLIND_INDEX_BYTES: usize = 16;
 
 /// Failures of encryption and decryption. None of them carries a key or a plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -269,15 +271,29 @@ impl KeyRing {
 
     /// The blind index of a value of a field of type `t`: equal for values that normalise
     /// equally (`+86 138-1234-5678` and `13812345678`).
-    pub fn blind_index(&self, t: FieldType, value: &str) -> String {
+    pub fn blind_index(&self, t: FieldType, value: &str) -> i64 {
         let normalised = normalise(t, value);
         let domain = blind_index_domain(t);
-        let Some(mac) = self.blind.get(domain) else { return String::new() };
+        // `new` derives a key for every domain `blind_index_domain` names.
+        let Some(mac) = self.blind.get(domain) else { return 0 };
         let mut mac = mac.clone();
         mac.update(normalised.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        STANDARD_NO_PAD.encode(&digest[..BLIND_INDEX_BYTES])
+        blind_index_of_digest(&mac.finalize().into_bytes())
     }
+}
+
+/// The first 64 bits of an HMAC digest, big-endian, as the signed integer a column stores.
+fn blind_index_of_digest(digest: &[u8]) -> i64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// The blind index stored by Tessera before 2026-11-30 (base64 of the digest's first 128
+/// bits) as the integer stored since (its first 64 bits). `None` for text that is not one.
+pub fn blind_index_from_legacy(text: &str) -> Option<i64> {
+    let bytes = STANDARD_NO_PAD.decode(text).ok()?;
+    (bytes.len() == 16).then(|| blind_index_of_digest(&bytes))
 }
 
 fn hmac_of(key: &[u8], message: &[u8]) -> [u8; 32] {
@@ -345,6 +361,15 @@ mod tests {
             ring.blind_index(FieldType::Email, " Li@Example.com"),
             ring.blind_index(FieldType::Email, "li@example.com")
         );
+        // Indexes stored as base64 text by earlier versions become the same integers.
+        let legacy = STANDARD_NO_PAD.encode({
+            let mut mac = ring.blind.get("phone").unwrap().clone();
+            mac.update(b"8613812345678");
+            mac.finalize().into_bytes()[..16].to_vec()
+        });
+        assert_eq!(blind_index_from_legacy(&legacy), Some(a));
+        assert_eq!(blind_index_from_legacy("not an index"), None);
+        assert_eq!(blind_index_from_legacy(&STANDARD_NO_PAD.encode([1u8; 8])), None);
         // Another ring (another org) indexes the same value differently.
         assert_ne!(
             a,

@@ -216,7 +216,7 @@ fn parse_encrypted_ops(
                 column: field.column(),
                 index_column: field.blind_index_column(),
                 values,
-                hashed: false,
+                hashes: None,
                 plain: Vec::new(),
             })
         };

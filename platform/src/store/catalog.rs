@@ -489,7 +489,7 @@ impl Store {
         // Values that do not open are plaintext when the field was not encrypted or is still
         // being converted.
         let tolerant = !before.is_encrypted() || converting;
-        let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
         let mut updates = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get_by_index(0)?;
@@ -511,7 +511,7 @@ impl Store {
             let blind = after.is_searchable().then(|| ring.blind_index(after.field_type, &plain));
             if after.unique
                 && let Some(b) = &blind
-                && let Some(other) = seen.insert(b.clone(), id.clone())
+                && let Some(other) = seen.insert(*b, id.clone())
             {
                 return Err(StoreError::Refused(format!(
                     "field `{}` cannot be unique: records {other} and {id} hold the same value (compared \

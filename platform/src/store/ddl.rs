@@ -129,7 +129,7 @@ pub fn drop_declared_index(table: &str, index: &IndexDefinition) -> String {
 /// The column of a searchable encrypted field's blind index.
 pub fn blind_index_column(field: &FieldDefinition) -> ColumnDef {
     let mut c = ColumnDef::new(field.blind_index_column());
-    c.string_len(32).null();
+    c.big_integer().null();
     c
 }
 

@@ -95,9 +95,9 @@ fn scope_tree(caller: &Caller, object: Option<&ObjectDefinition>, filter: Filter
         Filter::Or(parts) => Filter::Or(all(parts)?),
         Filter::Not(inner) => Filter::Not(Box::new(scope_tree(caller, object, *inner)?)),
         owned @ Filter::OwnedBy { .. } => owned,
-        Filter::Blind { object: o, field, field_type, column, index_column, values, hashed, plain } => {
+        Filter::Blind { object: o, field, field_type, column, index_column, values, hashes, plain } => {
             check(&column)?;
-            Filter::Blind { object: o, field, field_type, column, index_column, values, hashed, plain }
+            Filter::Blind { object: o, field, field_type, column, index_column, values, hashes, plain }
         }
     })
 }

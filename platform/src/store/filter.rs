@@ -82,9 +82,9 @@ pub fn condition(filter: &Filter) -> Condition {
         Filter::Not(inner) => condition(inner).not(),
         // Values not yet turned into blind indexes match nothing rather than being compared
         // with index values they can never equal.
-        Filter::Blind { hashed: false, .. } => Condition::all().add(Expr::cust("1 = 0")),
-        Filter::Blind { index_column, values, plain, column, .. } => {
-            let by_index = Expr::col(index_column.clone()).is_in(values.iter().cloned());
+        Filter::Blind { hashes: None, .. } => Condition::all().add(Expr::cust("1 = 0")),
+        Filter::Blind { index_column, hashes: Some(hashes), plain, column, .. } => {
+            let by_index = Expr::col(index_column.clone()).is_in(hashes.iter().copied());
             if plain.is_empty() {
                 Condition::all().add(by_index)
             } else {

@@ -19,6 +19,7 @@ mod rekey;
 mod roles;
 mod scripts;
 mod sensitive;
+mod upgrade;
 mod users;
 mod validation;
 mod writes;
@@ -228,6 +229,7 @@ impl Store {
             }
         };
         Migrator::up(&db, None).await?;
+        upgrade::blind_indexes_to_integers(&writer, backend).await?;
         let write_lock = std::sync::Arc::new(Mutex::new(()));
         let access_log = sensitive::AccessLog::start(writer.clone(), backend, write_lock.clone());
         Ok(Store {

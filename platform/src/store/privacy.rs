@@ -241,7 +241,7 @@ impl Store {
                 for f in &personal {
                     update.value(f.column(), Storage::Text.null());
                     if f.is_searchable() {
-                        update.value(f.blind_index_column(), Storage::Text.null());
+                        update.value(f.blind_index_column(), Storage::Int.null());
                     }
                 }
                 update

@@ -329,9 +329,9 @@ pub(crate) async fn enqueue_field_conversion<C: ConnectionTrait>(
 }
 
 /// `col IS NULL` or `col = value`: the compare half of compare-and-set.
-fn same(column: &str, value: &Option<String>) -> Expr {
+fn same<V: Into<sea_query::Value> + Clone>(column: &str, value: &Option<V>) -> Expr {
     match value {
-        Some(v) => Expr::col(column.to_string()).eq(v.clone()),
+        Some(v) => Expr::col(column.to_string()).eq(v.clone().into()),
         None => Expr::col(column.to_string()).is_null(),
     }
 }
@@ -667,7 +667,7 @@ impl Store {
                 index += 1;
                 let bidx = if f.def.is_searchable() {
                     index += 1;
-                    Some(row.try_get_by_index::<Option<String>>(index - 1)?)
+                    Some(row.try_get_by_index::<Option<i64>>(index - 1)?)
                 } else {
                     None
                 };
@@ -702,7 +702,7 @@ impl Store {
                     if wanted != current {
                         let bidx_column = f.def.blind_index_column();
                         update
-                            .value(bidx_column.clone(), sea_query::Value::String(wanted))
+                            .value(bidx_column.clone(), sea_query::Value::BigInt(wanted))
                             .and_where(same(&bidx_column, &current));
                         changed = true;
                     }

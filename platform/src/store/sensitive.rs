@@ -272,7 +272,7 @@ impl Store {
                 Some((envelope, index)) => {
                     row.insert(column, Value::Text(envelope));
                     if let Some(index) = index {
-                        row.insert(f.blind_index_column(), Value::Text(index));
+                        row.insert(f.blind_index_column(), Value::Int(index));
                     }
                 }
                 None => {
@@ -286,7 +286,7 @@ impl Store {
     }
 
     /// The blind index a plaintext of a searchable field would have.
-    pub(super) fn blind_index_of(&self, field: &FieldDefinition, plain: &str) -> StoreResult<String> {
+    pub(super) fn blind_index_of(&self, field: &FieldDefinition, plain: &str) -> StoreResult<i64> {
         Ok(self.key_ring()?.blind_index(field.field_type, plain))
     }
 
@@ -295,11 +295,11 @@ impl Store {
     /// plaintexts are compared with its column too.
     pub(super) fn hash_filter(&self, filter: Filter) -> StoreResult<Filter> {
         Ok(match filter {
-            Filter::Blind { object, field, field_type, column, index_column, values, hashed: false, .. } => {
+            Filter::Blind { object, field, field_type, column, index_column, values, hashes: None, .. } => {
                 let ring = self.key_ring()?;
-                let hashes = values.iter().map(|v| ring.blind_index(field_type, v)).collect();
-                let plain = if self.is_converting(&object, &field) { values } else { Vec::new() };
-                Filter::Blind { object, field, field_type, column, index_column, values: hashes, hashed: true, plain }
+                let hashes = Some(values.iter().map(|v| ring.blind_index(field_type, v)).collect());
+                let plain = if self.is_converting(&object, &field) { values.clone() } else { Vec::new() };
+                Filter::Blind { object, field, field_type, column, index_column, values, hashes, plain }
             }
             Filter::Related { column, target, filter } => {
                 Filter::Related { column, target, filter: Box::new(self.hash_filter(*filter)?) }

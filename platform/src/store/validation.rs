@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Expr, ExprTrait, Query};
 use tessera_metadata::{Action, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value};
 
-use super::codec::{storage, to_sql};
+use super::codec::{Storage, storage, to_sql};
 use super::filter::{condition, in_text_list};
 use super::writes::Row;
 use super::{Store, enforce};
@@ -205,9 +205,10 @@ impl Store {
             // (`+86 138-1234-5678`, `13812345678`) are the same value.
             let encrypted = field.is_encrypted();
             let checked = if encrypted { field.blind_index_column() } else { column.clone() };
+            let checked_st = if encrypted { Storage::Int } else { st };
             let key_of = |v: &Value| -> DataResult<Value> {
                 Ok(match v {
-                    Value::Text(plain) if encrypted => Value::Text(self.blind_index_of(field, plain)?),
+                    Value::Text(plain) if encrypted => Value::Int(self.blind_index_of(field, plain)?),
                     other => other.clone(),
                 })
             };
@@ -233,7 +234,7 @@ impl Store {
                         .at(*index),
                     );
                 }
-                values.push(to_sql(v, st));
+                values.push(to_sql(v, checked_st));
             }
             if values.is_empty() {
                 continue;
@@ -250,7 +251,7 @@ impl Store {
                     if exclude.contains(&id) {
                         continue;
                     }
-                    let v = super::codec::decode(&row, 1, st, self.backend, &checked)?;
+                    let v = super::codec::decode(&row, 1, checked_st, self.backend, &checked)?;
                     taken.insert(format!("{:?}", v));
                 }
             }

@@ -164,14 +164,7 @@ impl Store {
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|c| c.to_string()).collect();
         columns.extend(object.fields.iter().map(|f| f.column()));
         columns.extend(object.fields.iter().filter(|f| f.is_searchable()).map(|f| f.blind_index_column()));
-        let storages: Vec<Storage> = columns
-            .iter()
-            .map(|c| {
-                Storage::of_system(c)
-                    .or_else(|| object.fields.iter().find(|f| &f.column() == c).map(storage))
-                    .unwrap_or(Storage::Text)
-            })
-            .collect();
+        let storages: Vec<Storage> = columns.iter().map(|c| stored_as(object, c)).collect();
         let per_statement = (MAX_PARAMS / columns.len()).max(1);
         rows.chunks(per_statement)
             .map(|chunk| {
@@ -269,7 +262,7 @@ impl Store {
             let key_of = |v: &Value| -> DataResult<Option<Value>> {
                 Ok(match v {
                     Value::Null => None,
-                    Value::Text(plain) if field.is_encrypted() => Some(Value::Text(self.blind_index_of(field, plain)?)),
+                    Value::Text(plain) if field.is_encrypted() => Some(Value::Int(self.blind_index_of(field, plain)?)),
                     other => Some(other.clone()),
                 })
             };
@@ -280,14 +273,15 @@ impl Store {
                     None => None,
                 });
             }
-            let keys: Vec<sea_query::Value> = row_keys.iter().flatten().map(|v| to_sql(v, storage(field))).collect();
+            let match_storage = if field.is_encrypted() { Storage::Int } else { storage(field) };
+            let keys: Vec<sea_query::Value> = row_keys.iter().flatten().map(|v| to_sql(v, match_storage)).collect();
             let mut cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
             if field.is_encrypted() {
                 cols.push(match_column.clone());
             }
             let mut read = read_columns(object, &cols);
             if field.is_encrypted() {
-                read.push(super::reads::ReadColumn { name: match_column.clone(), storage: Storage::Text });
+                read.push(super::reads::ReadColumn { name: match_column.clone(), storage: Storage::Int });
             }
             let mut by_key: HashMap<String, Record> = HashMap::new();
             for chunk in keys.chunks(1000) {
@@ -439,14 +433,7 @@ impl Store {
         update.table(object.table());
         let changed: HashSet<String> = patch.keys().cloned().collect();
         for (column, v) in &patch {
-            let st = object
-                .fields
-                .iter()
-                .find(|f| &f.column() == column)
-                .map(storage)
-                .or_else(|| Storage::of_system(column))
-                .unwrap_or(Storage::Text);
-            update.value(column.clone(), to_sql(v, st));
+            update.value(column.clone(), to_sql(v, stored_as(object, column)));
         }
         update
             .value("version", version + 1)
@@ -872,4 +859,21 @@ fn upsert_field<'a>(object: &'a ObjectDefinition, upsert: &Upsert) -> DataResult
         }
     }
     Ok(field)
+}
+
+/// How a column of an object's table stores its values: a field's column, a blind index
+/// (64-bit integers) or a system column.
+fn stored_as(object: &ObjectDefinition, column: &str) -> Storage {
+    if let Some(s) = Storage::of_system(column) {
+        return s;
+    }
+    for f in object.fields.iter() {
+        if f.column() == column {
+            return storage(f);
+        }
+        if f.is_searchable() && f.blind_index_column() == column {
+            return Storage::Int;
+        }
+    }
+    Storage::Text
 }
