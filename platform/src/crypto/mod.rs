@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, Generate, Key, KeyInit, Nonce, Payload};
+use aes_gcm::aead::{AeadInOut, Generate, Key, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -149,27 +149,45 @@ impl MasterKey {
 
 /// `nonce ‖ ciphertext ‖ tag`, base64.
 fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> String {
+    let mut out = String::new();
+    seal_into(&mut out, cipher, aad, plaintext);
+    out
+}
+
+/// Appends `nonce ‖ ciphertext ‖ tag`, base64, to `out`: encrypted in place in one buffer and
+/// encoded straight into the output (values are sealed per field of every row written).
+fn seal_into(out: &mut String, cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) {
+    let mut bytes = Vec::with_capacity(NONCE_BYTES + plaintext.len() + TAG_BYTES);
     // 96 random bits from the thread's CSPRNG (ChaCha, seeded and reseeded from the operating
     // system): as unpredictable as asking the OS each time, without a system call per value.
-    let mut bytes = [0u8; NONCE_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    let nonce = Nonce::<Aes256Gcm>::from(bytes);
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(plaintext);
+    let nonce = Nonce::<Aes256Gcm>::from(nonce);
     // Encryption with a valid key and nonce cannot fail for messages this small.
-    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
-    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
-    out.extend_from_slice(nonce.as_slice());
-    out.extend_from_slice(&sealed);
-    STANDARD_NO_PAD.encode(out)
+    if let Ok(tag) = cipher.encrypt_inout_detached(&nonce, aad, bytes[NONCE_BYTES..].as_mut().into()) {
+        bytes.extend_from_slice(tag.as_slice());
+        out.reserve(bytes.len().div_ceil(3) * 4);
+        STANDARD_NO_PAD.encode_string(&bytes, out);
+    }
 }
 
 fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CryptoError> {
-    let bytes = STANDARD_NO_PAD.decode(sealed).map_err(|_| CryptoError::Tampered)?;
+    let mut bytes = STANDARD_NO_PAD.decode(sealed).map_err(|_| CryptoError::Tampered)?;
     if bytes.len() < NONCE_BYTES + TAG_BYTES {
         return Err(CryptoError::Tampered);
     }
-    let (nonce, body) = bytes.split_at(NONCE_BYTES);
-    let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| CryptoError::Tampered)?;
-    cipher.decrypt(&nonce, Payload { msg: body, aad }).map_err(|_| CryptoError::Tampered)
+    let tag_at = bytes.len() - TAG_BYTES;
+    let nonce = Nonce::<Aes256Gcm>::try_from(&bytes[..NONCE_BYTES]).map_err(|_| CryptoError::Tampered)?;
+    let tag = aes_gcm::Tag::<aes_gcm::aes::cipher::consts::U16>::try_from(&bytes[tag_at..])
+        .map_err(|_| CryptoError::Tampered)?;
+    cipher
+        .decrypt_inout_detached(&nonce, aad, bytes[NONCE_BYTES..tag_at].as_mut().into(), &tag)
+        .map_err(|_| CryptoError::Tampered)?;
+    bytes.truncate(tag_at);
+    bytes.drain(..NONCE_BYTES);
+    Ok(bytes)
 }
 
 /// Where a value belongs: bound into its ciphertext.
@@ -253,7 +271,9 @@ impl KeyRing {
     pub fn encrypt(&self, aad: Aad<'_>, plaintext: &str) -> String {
         match self.ciphers.get(&self.active) {
             Some(cipher) => {
-                format!("{}{}", envelope_prefix(self.active), seal(cipher, &aad.bytes(), plaintext.as_bytes()))
+                let mut out = envelope_prefix(self.active);
+                seal_into(&mut out, cipher, &aad.bytes(), plaintext.as_bytes());
+                out
             }
             // `new` is always given the active key; a ring without it encrypts nothing.
             None => String::new(),

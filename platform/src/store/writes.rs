@@ -238,15 +238,29 @@ impl Store {
         let now = now();
         let auto_numbers: Vec<&FieldDefinition> =
             object.fields.iter().filter(|f| f.field_type == FieldType::AutoNumber).collect();
-        let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
-            let (id, mut row) = new_row(caller, input, now);
-            // Encrypted values are bound to their record, so they are sealed once it has an id;
-            // the audit image then holds the same envelopes as the table.
-            self.seal_row(object, &id, &mut row)?;
-            let after = auto_numbers.is_empty().then(|| image(object, &row, None).to_string());
-            Ok((id, row, after))
+        // Encrypted values are bound to their record, so they are sealed once it has an id;
+        // the audit image then holds the same envelopes as the table.
+        let finish = |(id, row, after): &mut (String, Row, Option<String>)| -> DataResult<()> {
+            self.seal_row(object, id, row)?;
+            *after = auto_numbers.is_empty().then(|| image(object, row, None).to_string());
+            Ok(())
         };
-        let mut prepared: Vec<(String, Row, Option<String>)> = rows.iter().map(&prepare).collect::<DataResult<_>>()?;
+        let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
+            let (id, row) = new_row(caller, input, now);
+            let mut prepared = (id, row, None);
+            finish(&mut prepared)?;
+            Ok(prepared)
+        };
+        // Ids in input order (they are the default sort), then sealing and audit images, the
+        // costly part, on two threads for large batches.
+        let mut prepared: Vec<(String, Row, Option<String>)> = rows
+            .iter()
+            .map(|input| {
+                let (id, row) = new_row(caller, input, now);
+                (id, row, None)
+            })
+            .collect();
+        on_two_threads(&mut prepared, finish)?;
         let early_inserts = (upsert.is_none() && auto_numbers.is_empty()).then(|| {
             let rows: Vec<&Row> = prepared.iter().map(|(_, row, _)| row).collect();
             self.insert_statements(object, &rows)
@@ -876,4 +890,24 @@ fn stored_as(object: &ObjectDefinition, column: &str) -> Storage {
         }
     }
     Storage::Text
+}
+
+/// Batches smaller than this are prepared on one thread: starting another costs more than
+/// sharing a few rows saves.
+const TWO_THREADS_FROM: usize = 128;
+
+/// Runs `f` over `items`, the second half on a thread of its own for large batches: a batch is
+/// prepared on the request's worker, so without this one core sits idle while the other
+/// encrypts and serialises hundreds of rows.
+fn on_two_threads<T: Send, E: Send>(items: &mut [T], f: impl Fn(&mut T) -> Result<(), E> + Sync) -> Result<(), E> {
+    if items.len() < TWO_THREADS_FROM {
+        return items.iter_mut().try_for_each(&f);
+    }
+    let (first, second) = items.split_at_mut(items.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| second.iter_mut().try_for_each(&f));
+        let here = first.iter_mut().try_for_each(&f);
+        let there = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        here.and(there)
+    })
 }
