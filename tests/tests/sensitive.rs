@@ -721,3 +721,70 @@ async fn blind_indexes_stored_as_text_by_earlier_versions_are_converted_at_start
         t.stop().await;
     }
 }
+
+#[tokio::test]
+async fn reads_of_the_same_records_are_logged_each_with_the_list_stored_once() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let a = create_customer(&t, "A", PHONE, ID_NUMBER, EMAIL).await;
+        let b = create_customer(&t, "B", "13900000000", "X", "b@example.com").await;
+        // Twenty reads of the same page at once: they reach the log writer together, so most of
+        // them share one flush.
+        let page = "{ customers(first: 10) { nodes { id phone } } }";
+        let reads = (0..20).map(|_| t.data_ok(page, json!({})));
+        for r in futures::future::join_all(reads).await {
+            assert_eq!(r["customers"]["nodes"].as_array().unwrap().len(), 2);
+        }
+        let store = t.server.as_ref().unwrap().store.clone();
+        store.flush_access_log().await;
+        let conn = Database::connect(t.database_url.clone()).await.unwrap();
+        let backend = conn.get_database_backend();
+        let stored = conn
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT record_ids FROM sys_sensitive_reads WHERE via = 'list'".to_string(),
+            ))
+            .await
+            .unwrap();
+        let lists: Vec<String> = stored.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+        assert_eq!(lists.len(), 20, "one row per read");
+        let references = lists.iter().filter(|l| l.starts_with('=')).count();
+        assert!(references > 0, "reads of one flush share their list: {lists:?}");
+        conn.close().await.unwrap();
+
+        // Each record shows every read, whether its row holds the list or refers to another's,
+        // and paging one entry at a time walks the same entries.
+        for id in [&a, &b] {
+            let log = t
+                .meta_ok(
+                    "query($id: String) { sensitiveAccessLog(recordId: $id, first: 100) { id recordId via fields } }",
+                    json!({"id": id}),
+                )
+                .await;
+            let entries = log["sensitiveAccessLog"].as_array().unwrap();
+            let listed: Vec<&Value> = entries.iter().filter(|e| e["via"] == "list").collect();
+            assert_eq!(listed.len(), 20, "{log}");
+            assert!(listed.iter().all(|e| e["recordId"] == json!(id) && e["fields"] == json!(["phone"])));
+        }
+        let all = t.meta_ok("{ sensitiveAccessLog(first: 100) { recordId via } }", json!({})).await;
+        let listed = all["sensitiveAccessLog"].as_array().unwrap().iter().filter(|e| e["via"] == "list").count();
+        assert_eq!(listed, 40, "twenty reads of two records: {all}");
+        let mut after = Value::Null;
+        let mut walked = 0;
+        loop {
+            let page = t
+                .meta_ok(
+                    "query($a: String) { sensitiveAccessLog(first: 7, after: $a) { id via } }",
+                    json!({"a": after}),
+                )
+                .await;
+            let entries = page["sensitiveAccessLog"].as_array().unwrap();
+            if entries.is_empty() {
+                break;
+            }
+            walked += entries.iter().filter(|e| e["via"] == "list").count();
+            after = entries.last().unwrap()["id"].clone();
+        }
+        assert_eq!(walked, 40);
+    });
+}

@@ -4,7 +4,7 @@
 //! callers without `UNMASKED_READ`; every value shown unmasked is logged in the sensitive
 //! access log, in batches written off the request path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -107,6 +107,28 @@ const LOG_GATHER: Duration = Duration::from_millis(100);
 /// Most entries written in one transaction.
 const LOG_BATCH: usize = 5000;
 const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
+/// Starts `record_ids` of a read that saw the same records as an earlier read of its flush:
+/// `=<that read's id>` instead of the list again. A list page read over and over (a dashboard,
+/// a refreshed view) then costs its fifty ids once per flush rather than once per read; ids
+/// never start with it, so older rows (always lists) read as before.
+const SAME_RECORDS_AS: char = '=';
+
+/// The `record_ids` column of each read, in order: the ids joined, or a reference to the first
+/// read of the same flush that saw exactly the same records.
+fn record_lists(entries: &[ReadBatch], ids: &[i64]) -> Vec<String> {
+    let mut first_with: std::collections::HashMap<&[String], i64> = std::collections::HashMap::new();
+    entries
+        .iter()
+        .zip(ids)
+        .map(|(e, id)| match first_with.entry(e.record_ids.as_slice()) {
+            std::collections::hash_map::Entry::Occupied(first) => format!("{SAME_RECORDS_AS}{}", first.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(*id);
+                e.record_ids.join(",")
+            }
+        })
+        .collect()
+}
 
 impl AccessLog {
     pub(super) fn start(
@@ -195,7 +217,8 @@ async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[R
     };
     let mut by_record: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
     let mut rows: Vec<sea_query::Value> = Vec::with_capacity(entries.len() * (READ_COLUMNS.len() + 1));
-    for (e, id) in entries.iter().zip(&ids) {
+    let lists = record_lists(entries, &ids);
+    for ((e, id), records) in entries.iter().zip(&ids).zip(lists) {
         rows.extend([
             (*id).into(),
             e.at.into(),
@@ -204,7 +227,7 @@ async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[R
             e.fields.join(",").into(),
             e.via.as_str().into(),
             sea_query::Value::String(e.request_id.clone()),
-            e.record_ids.join(",").into(),
+            records.into(),
         ]);
         for record in &e.record_ids {
             by_record.entry(record.as_str()).or_default().push(*id);
@@ -428,6 +451,55 @@ impl Store {
         self.access_log.flush().await;
     }
 
+    /// The record lists of rows of `sys_sensitive_reads` (columns as `sensitive_reads` selects
+    /// them) by read id, with lists written as references to an earlier read looked up.
+    async fn resolve_record_lists(&self, rows: &[sea_orm::QueryResult]) -> StoreResult<HashMap<i64, String>> {
+        let mut lists: HashMap<i64, String> = HashMap::with_capacity(rows.len());
+        let mut references: Vec<(i64, i64)> = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get_by_index(0)?;
+            let text = match decode(row, 7, Storage::Text, self.backend, "record_ids")? {
+                Value::Text(s) => s,
+                _ => String::new(),
+            };
+            match text.strip_prefix(SAME_RECORDS_AS) {
+                Some(first) => {
+                    let first = first
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("sensitive read {id} refers to read `{first}`")))?;
+                    references.push((id, first));
+                }
+                None => {
+                    lists.insert(id, text);
+                }
+            }
+        }
+        let missing: Vec<i64> =
+            references.iter().map(|(_, first)| *first).filter(|first| !lists.contains_key(first)).collect();
+        let mut fetched: HashMap<i64, String> = HashMap::new();
+        for chunk in missing.chunks(1000) {
+            let q = Query::select()
+                .columns(["id", "record_ids"])
+                .from("sys_sensitive_reads")
+                .and_where(Expr::col("id").is_in(chunk.iter().copied()))
+                .to_owned();
+            for row in self.db.query_all(&q).await? {
+                let list = match decode(&row, 1, Storage::Text, self.backend, "record_ids")? {
+                    Value::Text(s) => s,
+                    _ => String::new(),
+                };
+                fetched.insert(row.try_get_by_index(0)?, list);
+            }
+        }
+        for (id, first) in references {
+            let list = lists.get(&first).or_else(|| fetched.get(&first)).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!("sensitive read {id} refers to read {first}, which is missing"))
+            })?;
+            lists.insert(id, list);
+        }
+        Ok(lists)
+    }
+
     /// Reads the sensitive access log, newest first: one entry per record read. With a record
     /// id it is an index lookup of that record's reads; otherwise reads are listed newest first
     /// and expanded into their records.
@@ -478,6 +550,7 @@ impl Store {
         }
         select.order_by(("r", "id"), Order::Desc).limit(q.limit + 1);
         let rows = self.db.query_all(&select).await?;
+        let lists = self.resolve_record_lists(&rows).await?;
         let mut out = Vec::new();
         for row in &rows {
             let text = |i: usize| -> StoreResult<Option<String>> {
@@ -493,7 +566,7 @@ impl Store {
             };
             let fields: Vec<String> =
                 text(4)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let records = text(7)?.unwrap_or_default();
+            let records = lists.get(&id).map(String::as_str).unwrap_or_default();
             for record in records.split(',').filter(|s| !s.is_empty()) {
                 if q.record_id.as_deref().is_some_and(|r| r != record) {
                     continue;
@@ -521,5 +594,29 @@ impl Store {
         }
         out.truncate(q.limit as usize);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(records: &[&str]) -> ReadBatch {
+        ReadBatch {
+            at: Utc::now(),
+            user_id: "u".into(),
+            object: "customer".into(),
+            fields: vec!["phone".into()],
+            via: Via::List,
+            request_id: None,
+            record_ids: records.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_flush_stores_each_list_of_records_once() {
+        let entries = [read(&["a", "b"]), read(&["c"]), read(&["a", "b"]), read(&["b", "a"]), read(&["c"])];
+        let lists = record_lists(&entries, &[10, 11, 12, 13, 14]);
+        assert_eq!(lists, ["a,b", "c", "=10", "b,a", "=11"]);
     }
 }
