@@ -128,6 +128,10 @@ impl FieldType {
     }
 }
 
+/// What the column of a searchable encrypted field's blind index appends to its name
+/// (`phone__bidx`); `__` never appears in an api name, so it cannot clash with a field.
+pub const BLIND_INDEX_SUFFIX: &str = "__bidx";
+
 /// One choice of a `PICKLIST` / `MULTI_PICKLIST`. Retired options stay defined so that stored
 /// values keep their label, but new writes may not pick them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,7 +251,7 @@ impl FieldDefinition {
     /// The column of the blind index of a searchable encrypted field (`__` never appears in
     /// an api name, so it cannot clash with a field's column).
     pub fn blind_index_column(&self) -> String {
-        format!("{}__bidx", self.name)
+        format!("{}{BLIND_INDEX_SUFFIX}", self.name)
     }
 
     /// The SQL column: the api name, or `<name>_id` for a lookup.

@@ -19,9 +19,11 @@ pub use access::{
     ADMIN_ROLE, AccessProfile, Action, FieldAccess, ObjectAccess, ObjectGrant, ObjectPermission, RoleRules, Scope,
 };
 pub use error::{FieldIssue, IssueCode, MetadataError};
-pub use field::{FORMULA_RESULT_TYPES, FieldDefinition, FieldType, MAX_FORMULA_BYTES, PicklistOption, TypeChange};
+pub use field::{
+    BLIND_INDEX_SUFFIX, FORMULA_RESULT_TYPES, FieldDefinition, FieldType, MAX_FORMULA_BYTES, PicklistOption, TypeChange,
+};
 pub use index::{IndexDefinition, MAX_INDEX_FIELDS, MAX_INDEXES};
-pub use names::{FieldName, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
+pub use names::{FieldName, OBJECT_TABLE_PREFIX, ObjectName, SYSTEM_FIELDS, camel_case, pascal_case};
 pub use object::ObjectDefinition;
 pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
 pub use registry::{Registry, ReverseRelation};

@@ -196,7 +196,7 @@ impl ObjectName {
 
     /// The SQL table holding this object's records.
     pub fn table(&self) -> String {
-        format!("obj_{}", self.0)
+        format!("{OBJECT_TABLE_PREFIX}{}", self.0)
     }
 }
 
@@ -212,6 +212,9 @@ impl FieldName {
         Ok(FieldName(name.to_string()))
     }
 }
+
+/// What every object's table name starts with (`obj_opportunity`).
+pub const OBJECT_TABLE_PREFIX: &str = "obj_";
 
 /// `close_date` → `closeDate`.
 pub fn camel_case(snake: &str) -> String {

@@ -509,7 +509,7 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxRes
     }
     let insert = [n as f64 / spent[0].as_secs_f64(), n as f64 / spent[1].as_secs_f64()];
     let (secs, conc) = (args.seconds / 2.0, args.concurrency);
-    let [(_, plain, _), (_, secure, _)] = objects.map(|(_, plural, _)| (plural, to_camel(plural), ()));
+    let [plain, secure] = objects.map(|(_, plural, _)| tessera_metadata::camel_case(plural));
     let sel = shape.selection();
     let list = |p: &str| {
         format!("query($v: String!) {{ {p}(filter: {{city: {{eq: $v}}}}, first: 50) {{ nodes {{ {sel} }} }} }}")
@@ -577,23 +577,6 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxRes
     );
     println!("    request errors: {errors}");
     Ok(())
-}
-
-/// `plain_contacts` → `plainContacts`: the name of a list query.
-fn to_camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Microseconds per value of sealing, opening and blind-indexing an 11-digit phone number.

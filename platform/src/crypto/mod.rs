@@ -180,8 +180,7 @@ fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CryptoE
     }
     let tag_at = bytes.len() - TAG_BYTES;
     let nonce = Nonce::<Aes256Gcm>::try_from(&bytes[..NONCE_BYTES]).map_err(|_| CryptoError::Tampered)?;
-    let tag = aes_gcm::Tag::<aes_gcm::aes::cipher::consts::U16>::try_from(&bytes[tag_at..])
-        .map_err(|_| CryptoError::Tampered)?;
+    let tag: aes_gcm::Tag = bytes[tag_at..].try_into().map_err(|_| CryptoError::Tampered)?;
     cipher
         .decrypt_inout_detached(&nonce, aad, bytes[NONCE_BYTES..tag_at].as_mut().into(), &tag)
         .map_err(|_| CryptoError::Tampered)?;

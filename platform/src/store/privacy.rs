@@ -241,7 +241,8 @@ impl Store {
                 for f in &personal {
                     update.value(f.column(), Storage::Text.null());
                     if f.is_searchable() {
-                        update.value(f.blind_index_column(), Storage::Int.null());
+                        let index = f.blind_index_column();
+                        update.value(index.clone(), super::writes::stored_as(object, &index).null());
                     }
                 }
                 update

@@ -4,6 +4,7 @@
 //! callers without `UNMASKED_READ`; every value shown unmasked is logged in the sensitive
 //! access log, in batches written off the request path.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -116,13 +117,13 @@ const SAME_RECORDS_AS: char = '=';
 /// The `record_ids` column of each read, in order: the ids joined, or a reference to the first
 /// read of the same flush that saw exactly the same records.
 fn record_lists(entries: &[ReadBatch], ids: &[i64]) -> Vec<String> {
-    let mut first_with: std::collections::HashMap<&[String], i64> = std::collections::HashMap::new();
+    let mut first_with: HashMap<&[String], i64> = HashMap::new();
     entries
         .iter()
         .zip(ids)
         .map(|(e, id)| match first_with.entry(e.record_ids.as_slice()) {
-            std::collections::hash_map::Entry::Occupied(first) => format!("{SAME_RECORDS_AS}{}", first.get()),
-            std::collections::hash_map::Entry::Vacant(slot) => {
+            Entry::Occupied(first) => format!("{SAME_RECORDS_AS}{}", first.get()),
+            Entry::Vacant(slot) => {
                 slot.insert(*id);
                 e.record_ids.join(",")
             }
@@ -456,12 +457,15 @@ impl Store {
     async fn resolve_record_lists(&self, rows: &[sea_orm::QueryResult]) -> StoreResult<HashMap<i64, String>> {
         let mut lists: HashMap<i64, String> = HashMap::with_capacity(rows.len());
         let mut references: Vec<(i64, i64)> = Vec::new();
+        let text = |row: &sea_orm::QueryResult, i: usize| -> StoreResult<String> {
+            match decode(row, i, Storage::Text, self.backend, "record_ids")? {
+                Value::Text(s) => Ok(s),
+                _ => Ok(String::new()),
+            }
+        };
         for row in rows {
             let id: i64 = row.try_get_by_index(0)?;
-            let text = match decode(row, 7, Storage::Text, self.backend, "record_ids")? {
-                Value::Text(s) => s,
-                _ => String::new(),
-            };
+            let text = text(row, 7)?;
             match text.strip_prefix(SAME_RECORDS_AS) {
                 Some(first) => {
                     let first = first
@@ -484,11 +488,7 @@ impl Store {
                 .and_where(Expr::col("id").is_in(chunk.iter().copied()))
                 .to_owned();
             for row in self.db.query_all(&q).await? {
-                let list = match decode(&row, 1, Storage::Text, self.backend, "record_ids")? {
-                    Value::Text(s) => s,
-                    _ => String::new(),
-                };
-                fetched.insert(row.try_get_by_index(0)?, list);
+                fetched.insert(row.try_get_by_index(0)?, text(&row, 1)?);
             }
         }
         for (id, first) in references {

@@ -10,11 +10,10 @@
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
+use tessera_metadata::{BLIND_INDEX_SUFFIX, OBJECT_TABLE_PREFIX};
+
 use super::StoreResult;
 use crate::crypto::blind_index_from_legacy;
-
-/// Suffix of blind index columns (see `FieldDefinition::blind_index_column`).
-const BLIND_INDEX_SUFFIX: &str = "__bidx";
 
 /// Rewrites every blind index column still holding text as 64-bit integers. Does nothing
 /// (one catalogue query) once every column is converted.
@@ -31,29 +30,25 @@ pub(super) async fn blind_indexes_to_integers(db: &DatabaseConnection, backend: 
 
 /// `(table, column)` of the blind index columns of object tables whose type is not an integer.
 async fn text_blind_index_columns(db: &DatabaseConnection, backend: DbBackend) -> StoreResult<Vec<(String, String)>> {
+    // `_` matches any character in LIKE: escaped, the patterns match the names exactly.
+    let table = format!("{}%", OBJECT_TABLE_PREFIX.replace('_', "\\_"));
+    let column = format!("%{}", BLIND_INDEX_SUFFIX.replace('_', "\\_"));
     let sql = match backend {
-        DbBackend::Postgres => {
-            r"SELECT table_name::text, column_name::text FROM information_schema.columns
-              WHERE table_schema = current_schema() AND table_name LIKE 'obj\_%'
-                AND column_name LIKE '%\_\_bidx' AND data_type <> 'bigint'
-              ORDER BY 1, 2"
-        }
-        _ => {
-            r"SELECT m.name, c.name FROM sqlite_master m JOIN pragma_table_info(m.name) c
-              WHERE m.type = 'table' AND m.name LIKE 'obj\_%' ESCAPE '\'
-                AND c.name LIKE '%\_\_bidx' ESCAPE '\' AND instr(lower(c.type), 'int') = 0
-              ORDER BY 1, 2"
-        }
+        DbBackend::Postgres => format!(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name LIKE '{table}'
+               AND column_name LIKE '{column}' AND data_type <> 'bigint'
+             ORDER BY 1, 2"
+        ),
+        _ => format!(
+            "SELECT m.name, c.name FROM sqlite_master m JOIN pragma_table_info(m.name) c
+             WHERE m.type = 'table' AND m.name LIKE '{table}' ESCAPE '\\'
+               AND c.name LIKE '{column}' ESCAPE '\\' AND instr(lower(c.type), 'int') = 0
+             ORDER BY 1, 2"
+        ),
     };
     let rows = db.query_all_raw(Statement::from_string(backend, sql)).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let column: String = row.try_get_by_index(1)?;
-        if column.ends_with(BLIND_INDEX_SUFFIX) {
-            out.push((row.try_get_by_index(0)?, column));
-        }
-    }
-    Ok(out)
+    rows.iter().map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?))).collect()
 }
 
 fn quoted(name: &str) -> String {

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Expr, ExprTrait, Query};
 use tessera_metadata::{Action, FieldIssue, FieldType, Filter, IssueCode, ObjectDefinition, Registry, Value};
 
-use super::codec::{Storage, storage, to_sql};
+use super::codec::{storage, to_sql};
 use super::filter::{condition, in_text_list};
 use super::writes::Row;
 use super::{Store, enforce};
@@ -205,7 +205,7 @@ impl Store {
             // (`+86 138-1234-5678`, `13812345678`) are the same value.
             let encrypted = field.is_encrypted();
             let checked = if encrypted { field.blind_index_column() } else { column.clone() };
-            let checked_st = if encrypted { Storage::Int } else { st };
+            let checked_st = super::writes::stored_as(object, &checked);
             let key_of = |v: &Value| -> DataResult<Value> {
                 Ok(match v {
                     Value::Text(plain) if encrypted => Value::Int(self.blind_index_of(field, plain)?),

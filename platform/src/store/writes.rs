@@ -287,7 +287,7 @@ impl Store {
                     None => None,
                 });
             }
-            let match_storage = if field.is_encrypted() { Storage::Int } else { storage(field) };
+            let match_storage = stored_as(object, &match_column);
             let keys: Vec<sea_query::Value> = row_keys.iter().flatten().map(|v| to_sql(v, match_storage)).collect();
             let mut cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
             if field.is_encrypted() {
@@ -295,7 +295,7 @@ impl Store {
             }
             let mut read = read_columns(object, &cols);
             if field.is_encrypted() {
-                read.push(super::reads::ReadColumn { name: match_column.clone(), storage: Storage::Int });
+                read.push(super::reads::ReadColumn { name: match_column.clone(), storage: match_storage });
             }
             let mut by_key: HashMap<String, Record> = HashMap::new();
             for chunk in keys.chunks(1000) {
@@ -367,16 +367,17 @@ impl Store {
         }
         let mut new_rows: Vec<(usize, String, Row)> = Vec::with_capacity(inserting);
         let mut out: Vec<Option<(Record, Option<Record>)>> = vec![None; rows.len()];
-        // Creates' audit entries, with their after images as JSON text.
-        let mut created: Vec<(AuditEntry, String)> = Vec::with_capacity(inserting);
+        // Creates' audit entries, and their after images as JSON text.
+        let mut created: Vec<AuditEntry> = Vec::with_capacity(inserting);
+        let mut afters: Vec<String> = Vec::with_capacity(inserting);
         let new = prepared.into_iter().enumerate().filter(|(i, _)| !existing.contains_key(i));
         for (n, (i, (id, mut row, after))) in new.enumerate() {
             for (f, start) in &numbers {
                 row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
             }
-            let after = after.unwrap_or_else(|| image(object, &row, None).to_string());
-            let entry = AuditEntry::new("record", "create", Some(&caller.user_id)).on(object.name.as_str(), Some(&id));
-            created.push((entry, after));
+            afters.push(after.unwrap_or_else(|| image(object, &row, None).to_string()));
+            created
+                .push(AuditEntry::new("record", "create", Some(&caller.user_id)).on(object.name.as_str(), Some(&id)));
             new_rows.push((i, id, row));
         }
         let inserts = match early_inserts {
@@ -404,8 +405,7 @@ impl Store {
             let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
             out[i] = Some((updated, Some(rec)));
         }
-        let (entries, afters): (Vec<AuditEntry>, Vec<String>) = created.into_iter().unzip();
-        let images = entries.iter().zip(afters).map(|(e, after)| (e, None, Some(after))).collect();
+        let images = created.iter().zip(afters).map(|(e, after)| (e, None, Some(after))).collect();
         append_rows(&txn, images, self.backend).await?;
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
@@ -877,7 +877,7 @@ fn upsert_field<'a>(object: &'a ObjectDefinition, upsert: &Upsert) -> DataResult
 
 /// How a column of an object's table stores its values: a field's column, a blind index
 /// (64-bit integers) or a system column.
-fn stored_as(object: &ObjectDefinition, column: &str) -> Storage {
+pub(super) fn stored_as(object: &ObjectDefinition, column: &str) -> Storage {
     if let Some(s) = Storage::of_system(column) {
         return s;
     }
