@@ -453,9 +453,9 @@ impl SensitiveShape {
 }
 
 /// Figure (h) for the contacts, then for the minimal person (see `sensitive_pair`).
-async fn sensitive_figures(api: &Api, args: &Args) -> BoxResult<()> {
-    sensitive_pair(api, args, SensitiveShape::Contact).await?;
-    sensitive_pair(api, args, SensitiveShape::Person).await?;
+async fn sensitive_figures(api: &Api, args: &Args, server_pid: u32) -> BoxResult<()> {
+    sensitive_pair(api, args, SensitiveShape::Contact, server_pid).await?;
+    sensitive_pair(api, args, SensitiveShape::Person, server_pid).await?;
     let (encrypt, decrypt, index) = crypto_costs();
     println!("    per value: encrypt {encrypt:.2} µs, decrypt {decrypt:.2} µs, blind index {index:.2} µs");
     Ok(())
@@ -463,10 +463,12 @@ async fn sensitive_figures(api: &Api, args: &Args) -> BoxResult<()> {
 
 /// One pair of figure (h): two objects with the same fields and data, one with its phone
 /// encrypted and searchable and its ID number encrypted, the other with both in plain text (the
-/// phone indexed). Loads both in alternating batches, then compares, in alternating rounds, a
-/// list read that returns both fields (decrypted for the admin, and logged) and an `eq` lookup
-/// on the phone (blind index against the plain index).
-async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxResult<()> {
+/// phone indexed). Loads both in alternating batches, then compares, in `READ_ROUNDS`
+/// alternating rounds, a list read that returns both fields (decrypted for the admin, and
+/// logged) and an `eq` lookup on the phone (blind index against the plain index). Each pair of
+/// batches and of rounds runs in `counterbalanced` order, and the server's CPU time per row or
+/// request is reported beside the throughput.
+async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pid: u32) -> BoxResult<()> {
     let objects = shape.objects();
     for (name, plural, _) in objects {
         api.meta(&format!(
@@ -498,13 +500,19 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxRes
     let what = if shape == SensitiveShape::Contact { "contacts (ten fields)" } else { "persons (four fields)" };
     eprintln!("(h) loading {n} {what} into each of two objects, alternating batches…");
     let mut spent = [Duration::ZERO, Duration::ZERO];
-    for start in (0..n).step_by(1_000) {
+    // The server's CPU seconds per side, beside the wall time: on a shared machine the CPU a
+    // round gets varies, and this shows what each request really costs.
+    let mut cpu = [[0.0f64; 2]; 4];
+    let cpu_now = || proc_cpu_secs(server_pid).unwrap_or(f64::NAN);
+    for (b, start) in (0..n).step_by(1_000).enumerate() {
         let rows: Vec<Json> = (start..(start + 1_000).min(n)).map(|i| shape.row(i)).collect();
-        for (k, (_, _, tn)) in objects.iter().enumerate() {
+        for k in counterbalanced(b) {
+            let tn = objects[k].2;
             let body = batch_body(&format!("{tn}s"), &format!("{tn}Input"), rows.clone())?;
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_now());
             send_batch(api, body).await?;
             spent[k] += t.elapsed();
+            cpu[0][k] += cpu_now() - c;
         }
     }
     let insert = [n as f64 / spent[0].as_secs_f64(), n as f64 / spent[1].as_secs_f64()];
@@ -528,15 +536,18 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxRes
     // normalising it.
     let phone = move |i: usize| json!({"v": phone_number((i * 7919) % n)});
     let mut rates: [[Vec<Stats>; 2]; 3] = Default::default();
-    eprintln!("(h) measuring ({secs} s per round, 2 alternating rounds each, concurrency {conc})…");
-    for _ in 0..2 {
+    eprintln!("(h) measuring ({secs} s per round, {READ_ROUNDS} alternating rounds each, concurrency {conc})…");
+    for round in 0..READ_ROUNDS {
         for (q, pair) in queries.iter().enumerate() {
-            for (k, query) in pair.iter().enumerate() {
+            for k in counterbalanced(round) {
+                let query = pair[k];
+                let c = cpu_now();
                 let stats = match q {
                     0 => gql_load(api, secs, conc, query, city).await,
                     1 => gql_load(api, secs, conc, query, |_| json!({})).await,
                     _ => gql_load(api, secs, conc, query, phone).await,
                 };
+                cpu[q + 1][k] += cpu_now() - c;
                 rates[q][k].push(stats);
             }
         }
@@ -575,8 +586,30 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape) -> BoxRes
         es / ep * 100.0,
         pass(es / ep >= 0.8)
     );
+    // Server CPU per row or request, each side over all its batches or rounds.
+    let done = |q: usize, k: usize| -> f64 {
+        if q == 0 { n as f64 } else { rates[q - 1][k].iter().map(|s| s.latencies.len()).sum::<usize>() as f64 }
+    };
+    let per = |q: usize, k: usize| cpu[q][k] * 1e6 / done(q, k).max(1.0);
+    println!("    server CPU (utime + stime) per row or request, plain → encrypted:");
+    for (q, what) in ["insert, per row", "first page", "city list", "eq"].into_iter().enumerate() {
+        // `cpu` is ordered insert, city list, first page, eq (the order of `queries`).
+        let q = [0, 2, 1, 3][q];
+        let (p, e) = (per(q, 0), per(q, 1));
+        println!("      {what}: {p:.1} µs → {e:.1} µs ({:+.0}%)", (e / p - 1.0) * 100.0);
+    }
     println!("    request errors: {errors}");
     Ok(())
+}
+
+/// Timed rounds per side of each read in figure (h).
+const READ_ROUNDS: usize = 4;
+
+/// Which side goes first in the `n`th of a series of paired measurements: plain then
+/// encrypted, then the other way round, so neither side always runs right after the other
+/// (warm caches, the access log's background writes, the machine's drift fall on both alike).
+fn counterbalanced(n: usize) -> [usize; 2] {
+    if n.is_multiple_of(2) { [0, 1] } else { [1, 0] }
 }
 
 /// Microseconds per value of sealing, opening and blind-indexing an 11-digit phone number.
@@ -1043,6 +1076,17 @@ async fn add_field_latency(api: &Api) -> BoxResult<Duration> {
     }
 }
 
+/// CPU seconds a process has used (user + system), from `/proc/<pid>/stat`; `None` off Linux.
+/// Linux reports them in clock ticks of 1/100 s (`USER_HZ`).
+fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line: the 12th and 13th after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// `VmRSS` (or another `/proc/<pid>/status` key) of a process in MiB; `None` off Linux.
 fn proc_status_mib(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -1080,8 +1124,11 @@ async fn run(args: Args) -> BoxResult<()> {
     eprintln!("database: {}", if store.is_postgres() { "PostgreSQL" } else { database_url.as_str() });
 
     if args.sensitive_only || args.scripts_only {
-        let result =
-            if args.scripts_only { script_figures(&api, &args).await } else { sensitive_figures(&api, &args).await };
+        let result = if args.scripts_only {
+            script_figures(&api, &args).await
+        } else {
+            sensitive_figures(&api, &args, server.pid).await
+        };
         server.stop();
         let _ = std::fs::remove_dir_all(&temp_dir);
         return result;
