@@ -353,18 +353,24 @@ impl Store {
         via: Via,
         supplied: Option<&HashSet<String>>,
     ) -> DataResult<()> {
-        let fields: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.sensitive.is_some()).collect();
-        if fields.is_empty() || records.is_empty() {
+        if records.is_empty() {
             return Ok(());
         }
-        let present = |f: &FieldDefinition| records.iter().any(|r| r.values.contains_key(&f.column()));
-        let fields: Vec<&FieldDefinition> = fields.into_iter().filter(|f| present(f)).collect();
+        // The sensitive fields the records hold, each with its column, named once per call
+        // rather than once per value.
+        let fields: Vec<(&FieldDefinition, String)> = object
+            .fields
+            .iter()
+            .filter(|f| f.sensitive.is_some())
+            .map(|f| (f, f.column()))
+            .filter(|(_, column)| records.iter().any(|r| r.values.contains_key(column)))
+            .collect();
         if fields.is_empty() {
             return Ok(());
         }
         let name = object.name.as_str();
-        let converting: Vec<bool> = fields.iter().map(|f| self.is_converting(name, f.name.as_str())).collect();
-        let mut ring = if fields.iter().zip(&converting).any(|(f, c)| f.is_encrypted() || *c) {
+        let converting: Vec<bool> = fields.iter().map(|(f, _)| self.is_converting(name, f.name.as_str())).collect();
+        let mut ring = if fields.iter().zip(&converting).any(|((f, _), c)| f.is_encrypted() || *c) {
             Some(self.key_ring()?)
         } else {
             None
@@ -375,7 +381,7 @@ impl Store {
             let held = current.versions();
             let missing = records
                 .iter()
-                .flat_map(|r| fields.iter().filter_map(move |f| r.values.get(&f.column())))
+                .flat_map(|r| fields.iter().filter_map(move |(_, column)| r.values.get(column)))
                 .filter_map(|v| match v {
                     Value::Text(s) => crate::crypto::envelope_version(s),
                     _ => None,
@@ -385,16 +391,24 @@ impl Store {
                 ring = Some(self.key_ring_holding(version).await?);
             }
         }
+        // Whether the caller sees each field unmasked depends on the field, not the record.
         let grant = caller.access.object(name);
+        let masks: Vec<Mask> = fields.iter().map(|(f, _)| f.sensitive.map_or(Mask::None, |s| s.mask)).collect();
+        let unmasked: Vec<bool> = fields
+            .iter()
+            .zip(&masks)
+            .map(|((f, _), mask)| *mask == Mask::None || grant.unmasked(f.name.as_str()))
+            .collect();
         let now = Utc::now();
-        // One read per set of fields shown (usually one per page).
+        // One read per set of fields shown (usually one per page), keyed by the fields' positions.
         let mut log: Vec<ReadBatch> = Vec::new();
+        let mut logged: Vec<Vec<usize>> = Vec::new();
+        let mut shown: Vec<usize> = Vec::with_capacity(fields.len());
         for record in records.iter_mut() {
-            let mut shown = Vec::new();
-            for (f, converting) in fields.iter().zip(&converting) {
-                let column = f.column();
-                let Some(Value::Text(stored)) = record.values.get(&column) else { continue };
-                let own_input = supplied.is_some_and(|s| s.contains(&column));
+            shown.clear();
+            for (i, ((f, column), converting)) in fields.iter().zip(&converting).enumerate() {
+                let Some(Value::Text(stored)) = record.values.get(column) else { continue };
+                let own_input = supplied.is_some_and(|s| s.contains(column));
                 let plain = match &ring {
                     // A record just created holds the writer's own values, not envelopes.
                     Some(_) if own_input && crate::crypto::envelope_version(stored).is_none() => stored.clone(),
@@ -405,36 +419,40 @@ impl Store {
                             Err(e) => {
                                 tracing::error!(object = name, field = %f.name, record = %record.id, error = %e, "a sensitive value cannot be opened");
                                 record.values.insert(column.clone(), Value::Null);
-                                record.broken.push(column);
+                                record.broken.push(column.clone());
                                 continue;
                             }
                         }
                     }
                     _ => stored.clone(),
                 };
-                let mask = f.sensitive.map_or(Mask::None, |s| s.mask);
                 let value = if own_input {
                     plain
-                } else if mask == Mask::None || grant.unmasked(f.name.as_str()) {
-                    shown.push(f.name.to_string());
+                } else if unmasked[i] {
+                    shown.push(i);
                     plain
                 } else {
-                    mask.apply(&plain)
+                    masks[i].apply(&plain)
                 };
-                record.values.insert(column, Value::Text(value));
+                if let Some(slot) = record.values.get_mut(column) {
+                    *slot = Value::Text(value);
+                }
             }
             if !shown.is_empty() {
-                match log.iter_mut().find(|r| r.fields == shown) {
-                    Some(read) => read.record_ids.push(record.id.clone()),
-                    None => log.push(ReadBatch {
-                        at: now,
-                        user_id: caller.user_id.clone(),
-                        object: name.to_string(),
-                        fields: shown,
-                        via,
-                        request_id: caller.request_id.clone(),
-                        record_ids: vec![record.id.clone()],
-                    }),
+                match logged.iter().position(|fields_shown| *fields_shown == shown) {
+                    Some(j) => log[j].record_ids.push(record.id.clone()),
+                    None => {
+                        logged.push(shown.clone());
+                        log.push(ReadBatch {
+                            at: now,
+                            user_id: caller.user_id.clone(),
+                            object: name.to_string(),
+                            fields: shown.iter().map(|&i| fields[i].0.name.to_string()).collect(),
+                            via,
+                            request_id: caller.request_id.clone(),
+                            record_ids: vec![record.id.clone()],
+                        });
+                    }
                 }
             }
         }
