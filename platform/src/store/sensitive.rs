@@ -400,9 +400,9 @@ impl Store {
             .map(|((f, _), mask)| *mask == Mask::None || grant.unmasked(f.name.as_str()))
             .collect();
         let now = Utc::now();
-        // One read per set of fields shown (usually one per page), keyed by the fields' positions.
-        let mut log: Vec<ReadBatch> = Vec::new();
-        let mut logged: Vec<Vec<usize>> = Vec::new();
+        // One read per set of fields shown (usually one per page), each with the positions of
+        // those fields.
+        let mut log: Vec<(Vec<usize>, ReadBatch)> = Vec::new();
         let mut shown: Vec<usize> = Vec::with_capacity(fields.len());
         for record in records.iter_mut() {
             shown.clear();
@@ -439,11 +439,11 @@ impl Store {
                 }
             }
             if !shown.is_empty() {
-                match logged.iter().position(|fields_shown| *fields_shown == shown) {
-                    Some(j) => log[j].record_ids.push(record.id.clone()),
-                    None => {
-                        logged.push(shown.clone());
-                        log.push(ReadBatch {
+                match log.iter_mut().find(|(positions, _)| *positions == shown) {
+                    Some((_, read)) => read.record_ids.push(record.id.clone()),
+                    None => log.push((
+                        shown.clone(),
+                        ReadBatch {
                             at: now,
                             user_id: caller.user_id.clone(),
                             object: name.to_string(),
@@ -451,12 +451,12 @@ impl Store {
                             via,
                             request_id: caller.request_id.clone(),
                             record_ids: vec![record.id.clone()],
-                        });
-                    }
+                        },
+                    )),
                 }
             }
         }
-        self.access_log.record(log).await;
+        self.access_log.record(log.into_iter().map(|(_, read)| read).collect()).await;
         Ok(())
     }
 

@@ -245,21 +245,18 @@ impl Store {
             *after = auto_numbers.is_empty().then(|| image(object, row, None).to_string());
             Ok(())
         };
-        let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
+        let fresh = |input: &Row| -> (String, Row, Option<String>) {
             let (id, row) = new_row(caller, input, now);
-            let mut prepared = (id, row, None);
+            (id, row, None)
+        };
+        let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
+            let mut prepared = fresh(input);
             finish(&mut prepared)?;
             Ok(prepared)
         };
         // Ids in input order (they are the default sort), then sealing and audit images, the
         // costly part, on two threads for large batches.
-        let mut prepared: Vec<(String, Row, Option<String>)> = rows
-            .iter()
-            .map(|input| {
-                let (id, row) = new_row(caller, input, now);
-                (id, row, None)
-            })
-            .collect();
+        let mut prepared: Vec<(String, Row, Option<String>)> = rows.iter().map(fresh).collect();
         on_two_threads(&mut prepared, finish)?;
         let early_inserts = (upsert.is_none() && auto_numbers.is_empty()).then(|| {
             let rows: Vec<&Row> = prepared.iter().map(|(_, row, _)| row).collect();
