@@ -758,3 +758,40 @@ async fn metadata_changes_are_visible_in_the_next_request() {
         assert_eq!(d["contacts"]["nodes"], json!([{"name": "N"}]));
     });
 }
+
+#[tokio::test]
+async fn errors_name_the_response_path_of_the_field_that_failed() {
+    each_backend!(|t| {
+        crm(&t).await;
+        seed(&t).await;
+        // Aliased mutations: each error names the alias that failed, the others succeed.
+        let r = t
+            .data(
+                r#"mutation {
+                    ok: createContact(data: {name: "Erin", email: "erin@example.com"}) { id }
+                    taken: createContact(data: {name: "Erin 2", email: "erin@example.com"}) { id }
+                    missing: updateContact(id: "00000000-0000-7000-8000-000000000000", data: {score: 1}) { id }
+                }"#,
+                json!({}),
+            )
+            .await;
+        assert!(r["data"]["ok"]["id"].is_string(), "{r}");
+        let paths: Vec<(Value, Value)> = r["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["path"].clone(), e["extensions"]["code"].clone()))
+            .collect();
+        assert_eq!(paths, vec![(json!(["taken"]), json!("CONFLICT")), (json!(["missing"]), json!("NOT_FOUND"))], "{r}");
+        // A nested page's arguments are checked when the list around it plans its batched
+        // loads (before any row is read), so the error names that list.
+        let r = t
+            .data(
+                r#"{ accounts(filter: {name: {eq: "Acme"}}) { nodes { name contacts(first: 100000) { nodes { name } } } } }"#,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r["errors"][0]["path"], json!(["accounts"]), "{r}");
+        assert_eq!(r["errors"][0]["extensions"]["code"], json!("BAD_USER_INPUT"), "{r}");
+    });
+}

@@ -146,7 +146,11 @@ pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) ->
     if !limits.introspection {
         schema = schema.disable_introspection();
     }
-    schema.limit_depth(limits.max_depth).limit_complexity(limits.max_complexity).finish()
+    schema
+        .extension(super::errors::ErrorPaths)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .finish()
 }
 
 fn me_type() -> Object {

@@ -46,3 +46,47 @@ pub fn data_error(e: DataError) -> Error {
         }
     })
 }
+
+/// Gives a resolver's error the `path` of the field that raised it. async-graphql's dynamic
+/// schema reports a resolver's error with its location only, where the GraphQL specification
+/// (and a client matching errors to aliased mutations, say) expects the response path too.
+pub struct ErrorPaths;
+
+impl async_graphql::extensions::ExtensionFactory for ErrorPaths {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ErrorPaths)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl async_graphql::extensions::Extension for ErrorPaths {
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        let node = info.path_node;
+        next.run(ctx, info).await.map_err(|mut e| {
+            // The innermost field names the path; the fields around it pass it on unchanged.
+            if e.path.is_empty() {
+                e.path = path_of(node);
+            }
+            e
+        })
+    }
+}
+
+/// The response path of a field, outermost first.
+fn path_of(node: &async_graphql::QueryPathNode<'_>) -> Vec<async_graphql::PathSegment> {
+    use async_graphql::{PathSegment, QueryPathSegment};
+    let mut path: Vec<PathSegment> = std::iter::once(node)
+        .chain(node.parents())
+        .map(|n| match n.segment {
+            QueryPathSegment::Name(name) => PathSegment::Field(name.to_string()),
+            QueryPathSegment::Index(i) => PathSegment::Index(i),
+        })
+        .collect();
+    path.reverse();
+    path
+}
