@@ -304,6 +304,7 @@ impl Store {
             })
             .collect();
         let written = async {
+            let _guard = self.write_guard().await;
             let txn = self.begin_write().await?;
             append(&txn, &entries, self.backend).await?;
             txn.commit().await.map_err(StoreError::from)
