@@ -1,6 +1,9 @@
 //! Translation of errors into GraphQL errors with `extensions.code` (and `fieldErrors`).
 
-use async_graphql::{Error, ErrorExtensions};
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
+use async_graphql::{Error, ErrorExtensions, PathSegment, QueryPathNode, QueryPathSegment, ServerResult, Value};
 
 use super::DataError;
 
@@ -52,20 +55,20 @@ pub fn data_error(e: DataError) -> Error {
 /// (and a client matching errors to aliased mutations, say) expects the response path too.
 pub struct ErrorPaths;
 
-impl async_graphql::extensions::ExtensionFactory for ErrorPaths {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(ErrorPaths)
+impl ExtensionFactory for ErrorPaths {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorPaths)
     }
 }
 
 #[async_graphql::async_trait::async_trait]
-impl async_graphql::extensions::Extension for ErrorPaths {
+impl Extension for ErrorPaths {
     async fn resolve(
         &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        info: async_graphql::extensions::ResolveInfo<'_>,
-        next: async_graphql::extensions::NextResolve<'_>,
-    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
         let node = info.path_node;
         next.run(ctx, info).await.map_err(|mut e| {
             // The innermost field names the path; the fields around it pass it on unchanged.
@@ -78,8 +81,7 @@ impl async_graphql::extensions::Extension for ErrorPaths {
 }
 
 /// The response path of a field, outermost first.
-fn path_of(node: &async_graphql::QueryPathNode<'_>) -> Vec<async_graphql::PathSegment> {
-    use async_graphql::{PathSegment, QueryPathSegment};
+fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
     let mut path: Vec<PathSegment> = std::iter::once(node)
         .chain(node.parents())
         .map(|n| match n.segment {
