@@ -174,6 +174,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let maintenance = store.spawn_maintenance();
     let key_jobs = store.spawn_key_jobs();
     let (stop, stopped) = oneshot::channel::<()>();
+    let last = store.clone();
     let task = tokio::spawn(async move {
         // The peer address throttles sign-ins per client.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -183,6 +184,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");
         }
+        // The access log gathers reads for up to a second: write them before the process ends.
+        last.flush_access_log().await;
         watcher.abort();
         key_jobs.abort();
         if let Some(m) = maintenance {

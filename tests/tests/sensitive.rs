@@ -788,3 +788,28 @@ async fn reads_of_the_same_records_are_logged_each_with_the_list_stored_once() {
         assert_eq!(walked, 40);
     });
 }
+
+#[tokio::test]
+async fn reads_logged_just_before_the_server_stops_are_written_when_it_stops() {
+    for backend in tessera_tests::backends() {
+        let mut t = TestServer::start(backend).await;
+        customer_object(&t).await;
+        let id = create_customer(&t, "A", PHONE, ID_NUMBER, EMAIL).await;
+        let r = t.data_ok("{ customers(first: 10) { nodes { phone } } }", json!({})).await;
+        assert_eq!(r["customers"]["nodes"][0]["phone"], PHONE);
+        // The log writer gathers reads for up to a second; stopping the server writes them at
+        // once, so they are in the database the moment it has stopped. (A clone of the store
+        // outlives the server here, so the writer is not woken by its queue closing either.)
+        let store = t.server.as_ref().unwrap().store.clone();
+        t.server.take().unwrap().shutdown().await;
+        let listed = raw_text(&t, "SELECT CAST(COUNT(*) AS TEXT) FROM sys_sensitive_reads WHERE via = 'list'").await;
+        assert_eq!(listed, "1", "[{backend:?}]");
+        drop(store);
+        let t = t.restart().await;
+        let log = t
+            .meta_ok("query($id: String) { sensitiveAccessLog(recordId: $id) { via fields } }", json!({"id": id}))
+            .await;
+        assert_eq!(log["sensitiveAccessLog"], json!([{"via": "list", "fields": ["phone"]}]), "[{backend:?}]");
+        t.stop().await;
+    }
+}
