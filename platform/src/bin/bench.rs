@@ -502,8 +502,9 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pi
     let mut spent = [Duration::ZERO, Duration::ZERO];
     // The server's CPU seconds per side, beside the wall time: on a shared machine the CPU a
     // round gets varies, and this shows what each request really costs.
-    let mut cpu = [[0.0f64; 2]; 4];
-    let cpu_now = || proc_cpu_secs(server_pid).unwrap_or(f64::NAN);
+    let mut cpu = [[Cpu::default(); 2]; 4];
+    let on_postgres = args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+    let cpu_now = || Cpu::now(server_pid, on_postgres);
     for (b, start) in (0..n).step_by(1_000).enumerate() {
         let rows: Vec<Json> = (start..(start + 1_000).min(n)).map(|i| shape.row(i)).collect();
         for k in counterbalanced(b) {
@@ -590,12 +591,20 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pi
     let done = |q: usize, k: usize| -> f64 {
         if q == 0 { n as f64 } else { rates[q - 1][k].iter().map(|s| s.latencies.len()).sum::<usize>() as f64 }
     };
-    let per = |q: usize, k: usize| cpu[q][k] * 1e6 / done(q, k).max(1.0);
-    println!("    server CPU (utime + stime) per row or request, plain → encrypted:");
+    let per = |q: usize, k: usize| cpu[q][k].parts().map(|secs| secs * 1e6 / done(q, k).max(1.0));
+    println!("    CPU (utime + stime) per row or request, plain → encrypted:");
     // In the order of `cpu`: the insert, then `queries`.
     for (q, what) in ["insert, per row", "city list", "first page", "eq"].into_iter().enumerate() {
-        let (p, e) = (per(q, 0), per(q, 1));
-        println!("      {what}: {p:.1} µs → {e:.1} µs ({:+.0}%)", (e / p - 1.0) * 100.0);
+        let (plain, secure) = (per(q, 0), per(q, 1));
+        let line: Vec<String> = (0..Cpu::PARTS.len())
+            // No PostgreSQL part on SQLite, where the database works inside the server.
+            .filter(|&i| on_postgres || Cpu::PARTS[i] != "PostgreSQL")
+            .map(|i| {
+                let (p, e) = (plain[i], secure[i]);
+                format!("{} {p:.1} µs → {e:.1} µs ({:+.0}%)", Cpu::PARTS[i], (e / p - 1.0) * 100.0)
+            })
+            .collect();
+        println!("      {what}: {}", line.join("; "));
     }
     println!("    request errors: {errors}");
     Ok(())
@@ -1084,6 +1093,62 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
     // utime and stime are fields 14 and 15 of the line: the 12th and 13th after the name.
     Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// CPU seconds (utime + stime) so far of the server, of every PostgreSQL process on this
+/// machine (zero on SQLite, where the database works inside the server), and of this client.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    database: f64,
+    client: f64,
+}
+
+impl Cpu {
+    /// What `parts` returns, in order.
+    const PARTS: [&str; 3] = ["server", "PostgreSQL", "bench client"];
+
+    fn parts(&self) -> [f64; 3] {
+        [self.server, self.database, self.client]
+    }
+
+    fn now(server_pid: u32, on_postgres: bool) -> Cpu {
+        Cpu {
+            server: proc_cpu_secs(server_pid).unwrap_or(f64::NAN),
+            database: if on_postgres { postgres_cpu_secs() } else { 0.0 },
+            client: proc_cpu_secs(std::process::id()).unwrap_or(f64::NAN),
+        }
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu { server: self.server - o.server, database: self.database - o.database, client: self.client - o.client }
+    }
+}
+
+impl std::ops::AddAssign for Cpu {
+    fn add_assign(&mut self, o: Cpu) {
+        self.server += o.server;
+        self.database += o.database;
+        self.client += o.client;
+    }
+}
+
+/// CPU seconds of every process named `postgres` (the server, its backends, autovacuum and the
+/// checkpointer): the database's side of a request when it runs on this machine. A backend
+/// that exits during a measurement takes its seconds with it (the server's pool keeps its
+/// connections open through the bench).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .filter_map(proc_cpu_secs)
+        .sum()
 }
 
 /// `VmRSS` (or another `/proc/<pid>/status` key) of a process in MiB; `None` off Linux.
