@@ -1087,12 +1087,19 @@ async fn add_field_latency(api: &Api) -> BoxResult<Duration> {
 /// CPU seconds a process has used (user + system), from `/proc/<pid>/stat`; `None` off Linux.
 /// Linux reports them in clock ticks of 1/100 s (`USER_HZ`).
 fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let [utime, stime, _, _] = proc_cpu_ticks(pid)?;
+    Some((utime + stime) / 100.0)
+}
+
+/// `utime`, `stime`, `cutime` and `cstime` of a process (fields 14–17 of `/proc/<pid>/stat`), in
+/// clock ticks: its own CPU time, then that of its children that have exited and been waited for.
+fn proc_cpu_ticks(pid: u32) -> Option<[f64; 4]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    // utime and stime are fields 14 and 15 of the line: the 12th and 13th after the name.
-    Some((ticks(11)? + ticks(12)?) / 100.0)
+    // Fields 14 to 17 of the line are the 12th to the 15th after the name.
+    Some([ticks(11)?, ticks(12)?, ticks(13)?, ticks(14)?])
 }
 
 /// CPU seconds (utime + stime) so far of the server, of every PostgreSQL process on this
@@ -1137,9 +1144,9 @@ impl std::ops::AddAssign for Cpu {
 }
 
 /// CPU seconds of every process named `postgres` (the server, its backends, autovacuum and the
-/// checkpointer): the database's side of a request when it runs on this machine. A backend
-/// that exits during a measurement takes its seconds with it (the server's pool keeps its
-/// connections open through the bench).
+/// checkpointer), with those of its exited children (an autovacuum worker that finished): the
+/// database's side of a request when it runs on this machine. The server process waits for
+/// its children, so their time moves into its `cutime` and `cstime` when they exit.
 fn postgres_cpu_secs() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
     dir.flatten()
@@ -1147,7 +1154,8 @@ fn postgres_cpu_secs() -> f64 {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "postgres")
         })
-        .filter_map(proc_cpu_secs)
+        .filter_map(proc_cpu_ticks)
+        .map(|ticks| ticks.iter().sum::<f64>() / 100.0)
         .sum()
 }
 
