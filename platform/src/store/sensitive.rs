@@ -112,6 +112,9 @@ const LOG_QUEUE: usize = 4096;
 const LOG_GATHER: Duration = Duration::from_secs(1);
 /// Most record ids one flush gathers (a few MiB) before it writes them.
 const LOG_BATCH: usize = 50_000;
+/// Most distinct records one flush gathers: it writes a row for each, so this bounds the
+/// flush's transaction (and how long it holds SQLite's write lock).
+const LOG_RECORDS: usize = 10_000;
 const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
 /// Starts `record_ids` of a read that saw the same records as an earlier read of its flush:
 /// `=<that read's id>` instead of the list again. A list page read over and over (a dashboard,
@@ -136,6 +139,41 @@ fn record_lists(entries: &[ReadBatch], ids: &[i64]) -> Vec<String> {
         .collect()
 }
 
+/// What the log writer has gathered for its next flush.
+#[derive(Default)]
+struct Gathered {
+    entries: Vec<ReadBatch>,
+    acks: Vec<oneshot::Sender<()>>,
+    ids: usize,
+    /// Hashes of the distinct record ids among `entries` (a collision only lets a flush
+    /// gather a little more).
+    records: HashSet<u64>,
+}
+
+impl Gathered {
+    fn take(&mut self, message: LogMessage) {
+        match message {
+            LogMessage::Entries(mut reads) => {
+                for read in &reads {
+                    self.ids += read.record_ids.len();
+                    self.records.extend(read.record_ids.iter().map(|id| {
+                        let mut h = std::hash::DefaultHasher::new();
+                        std::hash::Hash::hash(id, &mut h);
+                        std::hash::Hasher::finish(&h)
+                    }));
+                }
+                self.entries.append(&mut reads);
+            }
+            LogMessage::Flush(ack) => self.acks.push(ack),
+        }
+    }
+
+    /// Whether to write now: someone waits for the log, or a bound is reached.
+    fn full(&self) -> bool {
+        !self.acks.is_empty() || self.ids >= LOG_BATCH || self.records.len() >= LOG_RECORDS
+    }
+}
+
 impl AccessLog {
     pub(super) fn start(
         writer: DatabaseConnection,
@@ -145,24 +183,20 @@ impl AccessLog {
         let (tx, mut rx) = mpsc::channel::<LogMessage>(LOG_QUEUE);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut entries = Vec::new();
-                let mut acks = Vec::new();
-                let take = |m: LogMessage, entries: &mut Vec<ReadBatch>, acks: &mut Vec<oneshot::Sender<()>>| match m {
-                    LogMessage::Entries(mut e) => entries.append(&mut e),
-                    LogMessage::Flush(ack) => acks.push(ack),
-                };
-                take(first, &mut entries, &mut acks);
+                let mut gathered = Gathered::default();
+                gathered.take(first);
                 let deadline = tokio::time::Instant::now() + LOG_GATHER;
-                while acks.is_empty() && entries.iter().map(|e| e.record_ids.len()).sum::<usize>() < LOG_BATCH {
+                while !gathered.full() {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => take(m, &mut entries, &mut acks),
+                        Ok(Some(m)) => gathered.take(m),
                         _ => break,
                     }
                 }
                 // A flush also takes whatever else is already queued.
                 while let Ok(m) = rx.try_recv() {
-                    take(m, &mut entries, &mut acks);
+                    gathered.take(m);
                 }
+                let Gathered { entries, acks, .. } = gathered;
                 if !entries.is_empty() {
                     // SQLite has one writer: take turns with the record writes.
                     let guard = if backend == DbBackend::Sqlite { Some(lock.lock().await) } else { None };
@@ -641,5 +675,37 @@ mod tests {
         let entries = [read(&["a", "b"]), read(&["c"]), read(&["a", "b"]), read(&["b", "a"]), read(&["c"])];
         let lists = record_lists(&entries, &[10, 11, 12, 13, 14]);
         assert_eq!(lists, ["a,b", "c", "=10", "b,a", "=11"]);
+    }
+
+    #[test]
+    fn a_flush_is_due_at_its_bounds_of_distinct_records_and_of_ids_or_when_awaited() {
+        let page: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
+        let page: Vec<&str> = page.iter().map(String::as_str).collect();
+        // The same page read again and again: many ids, few records.
+        let mut g = Gathered::default();
+        for _ in 0..LOG_BATCH / 50 - 1 {
+            g.take(LogMessage::Entries(vec![read(&page)]));
+        }
+        assert!(!g.full(), "{} ids of {} records", g.ids, g.records.len());
+        g.take(LogMessage::Entries(vec![read(&page)]));
+        assert!(g.full());
+
+        // Pages of different records: the records' bound comes first.
+        let mut g = Gathered::default();
+        let ids: Vec<String> = (0..LOG_RECORDS).map(|i| format!("r{i}")).collect();
+        for chunk in ids[..LOG_RECORDS - 1].chunks(50) {
+            g.take(LogMessage::Entries(vec![read(&chunk.iter().map(String::as_str).collect::<Vec<_>>())]));
+        }
+        assert!(!g.full());
+        g.take(LogMessage::Entries(vec![read(&[ids[LOG_RECORDS - 1].as_str()])]));
+        assert!(g.full());
+        assert_eq!(g.entries.iter().map(|e| e.record_ids.len()).sum::<usize>(), LOG_RECORDS);
+
+        let mut g = Gathered::default();
+        g.take(LogMessage::Entries(vec![read(&["a"])]));
+        assert!(!g.full());
+        let (ack, _done) = oneshot::channel();
+        g.take(LogMessage::Flush(ack));
+        assert!(g.full(), "someone reading the log waits for it");
     }
 }
