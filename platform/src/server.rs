@@ -174,7 +174,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let maintenance = store.spawn_maintenance();
     let key_jobs = store.spawn_key_jobs();
     let (stop, stopped) = oneshot::channel::<()>();
-    let last = store.clone();
+    let log_on_exit = store.clone();
     let task = tokio::spawn(async move {
         // The peer address throttles sign-ins per client.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -185,7 +185,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "server stopped");
         }
         // The access log gathers reads for up to a second: write them before the process ends.
-        last.flush_access_log().await;
+        log_on_exit.flush_access_log().await;
         watcher.abort();
         key_jobs.abort();
         if let Some(m) = maintenance {

@@ -6,6 +6,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -154,13 +155,10 @@ impl Gathered {
     fn take(&mut self, message: LogMessage) {
         match message {
             LogMessage::Entries(mut reads) => {
+                let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
                 for read in &reads {
                     self.ids += read.record_ids.len();
-                    self.records.extend(read.record_ids.iter().map(|id| {
-                        let mut h = std::hash::DefaultHasher::new();
-                        std::hash::Hash::hash(id, &mut h);
-                        std::hash::Hasher::finish(&h)
-                    }));
+                    self.records.extend(read.record_ids.iter().map(|id| hasher.hash_one(id)));
                 }
                 self.entries.append(&mut reads);
             }
