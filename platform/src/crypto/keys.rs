@@ -113,25 +113,28 @@ pub fn write_new_key_file(path: &Path, master: &MasterKey) -> std::io::Result<()
     written
 }
 
-/// Unwraps every stored key: the highest data key version is the active one.
+/// Unwraps every stored key: the highest data key version is the active one, and so is the
+/// highest blind-index key version; older blind-index keys not yet retired (a rotation is still
+/// rewriting the indexes made with them) are kept for lookups.
 pub fn open_ring(master: &MasterKey, rows: &[KeyRingRow]) -> Result<KeyRing, KeyError> {
     let mut data = Vec::new();
-    let mut blind: Option<(u32, KeyMaterial)> = None;
+    let mut blind: Vec<(u32, bool, KeyMaterial)> = Vec::new();
     for row in rows {
         let key = master
             .unwrap(&row.purpose, row.version, &row.wrapped)
             .map_err(|_| KeyError::WrongMasterKey(String::new()))?;
         match row.purpose.as_str() {
             PURPOSE_DATA => data.push((row.version, key)),
-            PURPOSE_BLIND_INDEX if blind.as_ref().is_none_or(|(v, _)| *v < row.version) => {
-                blind = Some((row.version, key));
-            }
+            PURPOSE_BLIND_INDEX => blind.push((row.version, row.retired_at.is_some(), key)),
             _ => {}
         }
     }
     let active = data.iter().map(|(v, _)| *v).max().ok_or_else(|| KeyError::Incomplete("no data key".into()))?;
-    let (_, blind) = blind.ok_or_else(|| KeyError::Incomplete("no blind-index key".into()))?;
-    Ok(KeyRing::new(data, active, &blind))
+    blind.sort_by_key(|(version, _, _)| std::cmp::Reverse(*version));
+    let mut blind = blind.into_iter();
+    let (_, _, newest) = blind.next().ok_or_else(|| KeyError::Incomplete("no blind-index key".into()))?;
+    let older: Vec<KeyMaterial> = blind.filter(|(_, retired, _)| !retired).map(|(_, _, key)| key).collect();
+    Ok(KeyRing::new(data, active, &newest).also_matching(&older))
 }
 
 /// A fresh ring: data key version 1 and the blind-index key, wrapped by `master`.

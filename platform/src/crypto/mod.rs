@@ -224,12 +224,39 @@ pub fn envelope_prefix(version: u32) -> String {
     format!("k{version}:")
 }
 
-/// The data keys and the blind-index key, unwrapped: what encrypts, decrypts and indexes.
+/// The data keys and the blind-index keys, unwrapped: what encrypts, decrypts and indexes.
 pub struct KeyRing {
     active: u32,
     ciphers: BTreeMap<u32, Aes256Gcm>,
-    /// One keyed HMAC per domain of values (`phone`, `email`, `text`), cloned per use.
-    blind: BTreeMap<&'static str, Hmac<Sha256>>,
+    /// The blind-index keys lookups match, the one that indexes new values first. Only during a
+    /// rotation is there more than one: rows not yet rewritten still carry the older key's
+    /// indexes.
+    blind: Vec<BlindKey>,
+}
+
+/// One blind-index key: a keyed HMAC per domain of values (`phone`, `email`, `text`), cloned
+/// per use.
+struct BlindKey(BTreeMap<&'static str, Hmac<Sha256>>);
+
+impl BlindKey {
+    fn derive(root: &KeyMaterial) -> BlindKey {
+        let mut macs = BTreeMap::new();
+        for domain in ["phone", "email", "text"] {
+            // Each domain's key is HMAC(root, domain): unrelated keys from one stored secret.
+            let derived = hmac_of(root.bytes(), format!("tessera-blind-index:{domain}").as_bytes());
+            let mac = <Hmac<Sha256> as Mac>::new_from_slice(&derived).unwrap_or_else(|_| unreachable_mac());
+            macs.insert(domain, mac);
+        }
+        BlindKey(macs)
+    }
+
+    fn index(&self, domain: &str, normalised: &str) -> i64 {
+        // `derive` makes a key for every domain `blind_index_domain` names.
+        let Some(mac) = self.0.get(domain) else { return 0 };
+        let mut mac = mac.clone();
+        mac.update(normalised.as_bytes());
+        blind_index_of_digest(&mac.finalize().into_bytes())
+    }
 }
 
 impl fmt::Debug for KeyRing {
@@ -237,6 +264,7 @@ impl fmt::Debug for KeyRing {
         f.debug_struct("KeyRing")
             .field("active", &self.active)
             .field("versions", &self.ciphers.keys().collect::<Vec<_>>())
+            .field("blind_index_keys", &self.blind.len())
             .finish_non_exhaustive()
     }
 }
@@ -246,14 +274,14 @@ impl KeyRing {
     /// the blind indexes.
     pub fn new(data_keys: Vec<(u32, KeyMaterial)>, active: u32, blind_root: &KeyMaterial) -> KeyRing {
         let ciphers = data_keys.into_iter().map(|(v, k)| (v, k.cipher())).collect();
-        let mut blind = BTreeMap::new();
-        for domain in ["phone", "email", "text"] {
-            // Each domain's key is HMAC(root, domain): unrelated keys from one stored secret.
-            let derived = hmac_of(blind_root.bytes(), format!("tessera-blind-index:{domain}").as_bytes());
-            let mac = <Hmac<Sha256> as Mac>::new_from_slice(&derived).unwrap_or_else(|_| unreachable_mac());
-            blind.insert(domain, mac);
-        }
-        KeyRing { active, ciphers, blind }
+        KeyRing { active, ciphers, blind: vec![BlindKey::derive(blind_root)] }
+    }
+
+    /// The same ring, whose lookups also match the indexes of older blind-index keys (those of
+    /// a rotation still rewriting rows); new values are still indexed with the ring's own.
+    pub fn also_matching(mut self, older_blind_roots: &[KeyMaterial]) -> KeyRing {
+        self.blind.extend(older_blind_roots.iter().map(BlindKey::derive));
+        self
     }
 
     /// The version new values are encrypted with.
@@ -288,16 +316,19 @@ impl KeyRing {
         String::from_utf8(plain).map_err(|_| CryptoError::Tampered)
     }
 
-    /// The blind index of a value of a field of type `t`: equal for values that normalise
-    /// equally (`+86 138-1234-5678` and `13812345678`).
+    /// The blind index of a value of a field of type `t`, under the key that indexes new
+    /// values: equal for values that normalise equally (`+86 138-1234-5678` and `13812345678`).
     pub fn blind_index(&self, t: FieldType, value: &str) -> i64 {
         let normalised = normalise(t, value);
+        self.blind.first().map_or(0, |key| key.index(blind_index_domain(t), &normalised))
+    }
+
+    /// Every blind index a stored value equal to `value` may carry: one per key lookups match,
+    /// the current key's first. What a lookup, a uniqueness check or an upsert compares with.
+    pub fn blind_indexes(&self, t: FieldType, value: &str) -> Vec<i64> {
+        let normalised = normalise(t, value);
         let domain = blind_index_domain(t);
-        // `new` derives a key for every domain `blind_index_domain` names.
-        let Some(mac) = self.blind.get(domain) else { return 0 };
-        let mut mac = mac.clone();
-        mac.update(normalised.as_bytes());
-        blind_index_of_digest(&mac.finalize().into_bytes())
+        self.blind.iter().map(|key| key.index(domain, &normalised)).collect()
     }
 }
 
@@ -382,7 +413,7 @@ mod tests {
         );
         // Indexes stored as base64 text by earlier versions become the same integers.
         let legacy = STANDARD_NO_PAD.encode({
-            let mut mac = ring.blind.get("phone").unwrap().clone();
+            let mut mac = ring.blind[0].0.get("phone").unwrap().clone();
             mac.update(b"8613812345678");
             mac.finalize().into_bytes()[..16].to_vec()
         });
@@ -394,6 +425,20 @@ mod tests {
             a,
             super::KeyRing::new(vec![], 1, &KeyMaterial::generate()).blind_index(FieldType::Phone, "13812345678")
         );
+    }
+
+    #[test]
+    fn a_ring_with_an_older_blind_key_indexes_with_the_new_one_and_matches_both() {
+        let (old, new) = (KeyMaterial::from_bytes([1; KEY_BYTES]), KeyMaterial::from_bytes([2; KEY_BYTES]));
+        let before = KeyRing::new(vec![], 1, &old);
+        let during = KeyRing::new(vec![], 2, &new).also_matching(&[KeyMaterial::from_bytes([1; KEY_BYTES])]);
+        let (was, now) = (
+            before.blind_index(FieldType::Phone, "13812345678"),
+            during.blind_index(FieldType::Phone, "+86 138 1234 5678"),
+        );
+        assert_ne!(was, now, "the new key indexes differently");
+        assert_eq!(during.blind_indexes(FieldType::Phone, "13812345678"), [now, was], "the new key's index first");
+        assert_eq!(before.blind_indexes(FieldType::Phone, "13812345678"), [was]);
     }
 
     #[test]
