@@ -38,8 +38,9 @@ pub enum KeysCommand {
         #[command(flatten)]
         keys: KeyArgs,
     },
-    /// Adds a data key version and re-encrypts every value with it, online and in batches,
-    /// then retires the old versions. Run again after an interruption to resume.
+    /// Adds a data key version and a blind-index key, re-encrypts every value and recomputes
+    /// every blind index with them, online and in batches, then retires the old keys. Run
+    /// again after an interruption to resume.
     Rotate {
         #[command(flatten)]
         keys: KeyArgs,
@@ -113,6 +114,18 @@ async fn status(keys: &mut KeyArgs) -> CliResult {
     for v in &status.versions {
         let retired = v.retired_at.map(|t| format!(", retired {}", t.to_rfc3339())).unwrap_or_default();
         out.push_str(&format!("  version {}: created {}{retired}\n", v.version, v.created_at.to_rfc3339()));
+    }
+    // Lookups match every blind-index key not retired: more than one only during a rotation.
+    for v in &status.blind_index_versions {
+        let state = match v.retired_at {
+            Some(t) => format!("retired {}", t.to_rfc3339()),
+            None => "matched by lookups".to_string(),
+        };
+        out.push_str(&format!(
+            "Blind-index key version {}: created {}, {state}\n",
+            v.version,
+            v.created_at.to_rfc3339()
+        ));
     }
     if status.fields.is_empty() {
         out.push_str("No encrypted fields.\n");

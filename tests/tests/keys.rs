@@ -437,3 +437,107 @@ async fn field_conversion_encrypts_plaintext_and_fills_blind_indexes_in_the_back
         t.stop().await;
     }
 }
+
+/// Each member's id and the blind index stored for its phone, by id.
+async fn phone_indexes(conn: &DatabaseConnection) -> std::collections::BTreeMap<String, i64> {
+    let result = conn.query_all_raw(stmt(conn, "SELECT id, phone__bidx FROM obj_member", vec![])).await.unwrap();
+    result.iter().map(|r| (r.try_get_by_index::<String>(0).unwrap(), r.try_get_by_index::<i64>(1).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn rotation_turns_over_the_blind_index_key_and_lookups_match_both_keys_meanwhile() {
+    for backend in backends() {
+        let t = TestServer::start(backend).await;
+        t.object(
+            "member",
+            "members",
+            vec![
+                json!({"name": "name", "label": "Name", "type": "TEXT"}),
+                json!({"name": "phone", "label": "手机号", "type": "PHONE", "unique": true,
+                       "sensitive": {"encrypted": true, "searchable": true}}),
+            ],
+        )
+        .await;
+        let phone = |i: usize| format!("1380000{i:04}");
+        let data: Vec<Value> = (0..300).map(|i| json!({"name": format!("m{i}"), "phone": phone(i)})).collect();
+        t.data_ok("mutation($d: [MemberInput!]!) { createMembers(data: $d) { id } }", json!({"d": data})).await;
+        let conn = raw(&t).await;
+        let before = phone_indexes(&conn).await;
+        let ids: Vec<String> = before.keys().cloned().collect();
+        let store = key_store(&t).await;
+
+        // Interrupted after two batches of fifty: a hundred rows carry the new key's indexes.
+        let outcome = store.rotate_keys(RekeyOptions { batch_size: 50, max_batches: Some(2) }, |_| {}).await.unwrap();
+        assert_eq!(outcome, RotationOutcome::Paused { version: 2 }, "[{backend:?}]");
+        let during = phone_indexes(&conn).await;
+        let moved: Vec<&String> = ids.iter().filter(|id| during[*id] != before[*id]).collect();
+        assert_eq!(moved.len(), 100, "[{backend:?}] the rewritten rows have new blind indexes");
+        let status = store.key_status().await.unwrap();
+        let blind: Vec<(u32, bool)> =
+            status.blind_index_versions.iter().map(|v| (v.version, v.retired_at.is_some())).collect();
+        assert_eq!(blind, [(1, false), (2, false)], "[{backend:?}] both keys are matched meanwhile");
+
+        // A member still under the old key and one already under the new.
+        let names: std::collections::HashMap<String, usize> = rows(&conn, "SELECT id, name FROM obj_member")
+            .await
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].as_deref().unwrap()[1..].parse().unwrap()))
+            .collect();
+        let old_id = ids.iter().find(|id| !moved.contains(id)).unwrap().clone();
+        let (old, new) = (phone(names[&old_id]), phone(names[moved[0]]));
+
+        // The server has reloaded the ring; its lookups find rows under either key.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let find = "query($f: MemberFilter) { members(filter: $f) { totalCount nodes { id } } }";
+        for (value, id) in [(&old, &old_id), (&new, moved[0])] {
+            let r = t.data_ok(find, json!({"f": {"phone": {"eq": format!("+86 {value}")}}})).await;
+            assert_eq!(r["members"]["nodes"], json!([{"id": id}]), "[{backend:?}] {value}");
+        }
+        let r = t.data_ok(find, json!({"f": {"phone": {"in": [old.clone(), new.clone()]}}})).await;
+        assert_eq!(r["members"]["totalCount"], 2, "[{backend:?}]");
+        let r = t.data_ok(find, json!({"f": {"not": {"phone": {"eq": old.clone()}}}})).await;
+        assert_eq!(r["members"]["totalCount"], 299, "[{backend:?}]");
+        // Uniqueness holds across the keys, and an upsert matches a row under the old one.
+        for value in [&old, &new] {
+            let r = t
+                .data(
+                    "mutation($p: String) { createMember(data: {name: \"dup\", phone: $p}) { id } }",
+                    json!({"p": value}),
+                )
+                .await;
+            assert_eq!(tessera_tests::error_codes(&r), ["CONFLICT"], "[{backend:?}] {r}");
+        }
+        let r = t
+            .data_ok(
+                "mutation($p: String) { createMembers(data: [{name: \"renamed\", phone: $p}], upsert: {onConflict: [\"phone\"], update: [\"name\"]}) { id } }",
+                json!({"p": old}),
+            )
+            .await;
+        assert_eq!(r["createMembers"][0]["id"], old_id.as_str(), "[{backend:?}] {r}");
+
+        // Resumed to the end: no row keeps an index of the old key, which is retired.
+        let outcome = store.rotate_keys(RekeyOptions { batch_size: 50, max_batches: None }, |_| {}).await.unwrap();
+        assert!(matches!(outcome, RotationOutcome::Done { version: 2, .. }), "[{backend:?}] {outcome:?}");
+        let after = phone_indexes(&conn).await;
+        assert_eq!(after.len(), 300);
+        let old_indexes: std::collections::HashSet<i64> = before.values().copied().collect();
+        assert!(after.values().all(|i| !old_indexes.contains(i)), "[{backend:?}] an old index is left");
+        let status = store.key_status().await.unwrap();
+        let blind: Vec<(u32, bool)> =
+            status.blind_index_versions.iter().map(|v| (v.version, v.retired_at.is_some())).collect();
+        assert_eq!(blind, [(1, true), (2, false)], "[{backend:?}]");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let r = t.data_ok(find, json!({"f": {"phone": {"eq": old.clone()}}})).await;
+        assert_eq!(r["members"]["nodes"], json!([{"id": old_id}]), "[{backend:?}]");
+        let r = t.meta_ok("{ keyStatus { blindIndexVersions { version retiredAt } } }", json!({})).await;
+        let versions = &r["keyStatus"]["blindIndexVersions"];
+        assert_eq!((versions[0]["version"].clone(), versions[1]["version"].clone()), (json!(1), json!(2)));
+        assert!(versions[0]["retiredAt"].is_string() && versions[1]["retiredAt"].is_null(), "{r}");
+        let r = t
+            .data("mutation($p: String) { createMember(data: {name: \"dup\", phone: $p}) { id } }", json!({"p": new}))
+            .await;
+        assert_eq!(tessera_tests::error_codes(&r), ["CONFLICT"], "[{backend:?}] {r}");
+        conn.close().await.ok();
+        t.stop().await;
+    }
+}

@@ -56,6 +56,9 @@ pub struct KeyStatusGql {
     /// The data key version new values are encrypted with.
     active_version: Option<u32>,
     versions: Vec<KeyVersionGql>,
+    /// Blind-index key versions; lookups match every one not retired (more than one only
+    /// while a rotation rewrites the indexes).
+    blind_index_versions: Vec<KeyVersionGql>,
 }
 
 #[derive(Default)]
@@ -76,18 +79,18 @@ impl KeysQuery {
 
     async fn key_status(&self, ctx: &Context<'_>) -> async_graphql::Result<KeyStatusGql> {
         let store = ctx.data::<Store>()?;
-        let versions: Vec<KeyVersionGql> = store
-            .key_ring_rows()
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .filter(|r| r.purpose == crate::store::PURPOSE_DATA)
-            .map(|r| KeyVersionGql {
-                version: r.version,
-                created_at: r.created_at.to_rfc3339(),
-                retired_at: r.retired_at.map(|t| t.to_rfc3339()),
-            })
-            .collect();
-        Ok(KeyStatusGql { active_version: versions.iter().map(|v| v.version).max(), versions })
+        let rows = store.key_ring_rows().await.map_err(internal)?;
+        let of = |purpose: &str| -> Vec<KeyVersionGql> {
+            rows.iter()
+                .filter(|r| r.purpose == purpose)
+                .map(|r| KeyVersionGql {
+                    version: r.version,
+                    created_at: r.created_at.to_rfc3339(),
+                    retired_at: r.retired_at.map(|t| t.to_rfc3339()),
+                })
+                .collect()
+        };
+        let (versions, blind_index_versions) = (of(crate::store::PURPOSE_DATA), of(crate::store::PURPOSE_BLIND_INDEX));
+        Ok(KeyStatusGql { active_version: versions.iter().map(|v| v.version).max(), versions, blind_index_versions })
     }
 }

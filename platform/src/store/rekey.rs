@@ -19,7 +19,7 @@ use sea_query::{Condition, Expr, ExprTrait, LockType, Order, Query};
 use tessera_metadata::{FieldDefinition, ObjectDefinition};
 
 use super::codec::{Storage, decode};
-use super::key_ring::{KeyRingRow, PURPOSE_DATA, bump_key_ring_version, insert_row, read_rows};
+use super::key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA, bump_key_ring_version, insert_row, read_rows};
 use super::writes::now;
 use super::{Store, StoreError, StoreResult};
 use crate::crypto::{Aad, CryptoError, KeyMaterial, KeyRing, Secret, envelope_prefix, envelope_version};
@@ -153,6 +153,7 @@ pub struct FieldKeyUsage {
 pub struct KeyStatus {
     pub active_version: Option<u32>,
     pub versions: Vec<KeyRingRow>,
+    pub blind_index_versions: Vec<KeyRingRow>,
     pub fields: Vec<FieldKeyUsage>,
     pub unfinished_jobs: Vec<KeyJob>,
 }
@@ -500,7 +501,11 @@ impl Store {
         self.ensure_total(&mut job).await?;
         let mut rewritten = 0;
         while let Some(phase) = PHASES.iter().position(|p| *p == job.phase) {
-            if phase >= 2 {
+            // The sweeps wait until every node has had time to reload the ring or the
+            // metadata. So does a rotation's first rewrite: a node still on the old ring would
+            // otherwise look rows up by the old blind-index key only and miss those already
+            // rewritten; once it holds the new ring, its lookups match both keys.
+            if phase >= 2 || job.kind == JobKind::Rotate {
                 let ready = job.created_at + RELOAD_GRACE;
                 if let Ok(wait) = (ready - Utc::now()).to_std() {
                     tokio::time::sleep(wait).await;
@@ -806,12 +811,17 @@ impl Store {
         Ok(Ok((rows.len() as u64, last_id, rewritten)))
     }
 
-    /// Starts a rotation (a new data key version, and a job per object with encrypted
-    /// fields) or finds the unfinished one. Returns its version and whether it resumed.
+    /// Starts a rotation (a new data key version and a blind-index key of the same version,
+    /// and a job per object with encrypted fields) or finds the unfinished one. Returns its
+    /// version and whether it resumed.
     async fn begin_rotation(&self) -> StoreResult<(u32, bool)> {
         let rows = read_rows(&self.db, self.backend).await?;
-        let max = rows.iter().filter(|r| r.purpose == PURPOSE_DATA).map(|r| r.version).max().unwrap_or(0);
-        let unretired_old = rows.iter().any(|r| r.purpose == PURPOSE_DATA && r.version < max && r.retired_at.is_none());
+        let newest = |purpose: &str| rows.iter().filter(|r| r.purpose == purpose).map(|r| r.version).max();
+        let (max, max_blind) = (newest(PURPOSE_DATA).unwrap_or(0), newest(PURPOSE_BLIND_INDEX).unwrap_or(0));
+        let unretired_old = rows.iter().any(|r| {
+            let newest = if r.purpose == PURPOSE_DATA { max } else { max_blind };
+            r.version < newest && r.retired_at.is_none()
+        });
         let unfinished = self.key_jobs(true).await?.into_iter().any(|j| j.kind == JobKind::Rotate);
         if unretired_old || unfinished {
             return Ok((max, true));
@@ -819,10 +829,20 @@ impl Store {
         let master = self.master_key()?;
         let version = max + 1;
         let wrapped = master.wrap(PURPOSE_DATA, version, &KeyMaterial::generate());
+        // The blind-index key turns over too: were it ever exposed, its indexes would let
+        // anyone test guesses (a phone number has few enough) against a copy of the database.
+        // Rows carry indexes of the old key until the jobs rewrite them; lookups match both.
+        // Databases rotated before the blind-index key rotated may have an older one, so its
+        // version is the data key's, not its own predecessor's plus one.
+        let blind = master.wrap(PURPOSE_BLIND_INDEX, version, &KeyMaterial::generate());
         let (_, objects) = self.load_metadata().await?;
         let _guard = self.write_guard().await;
         let txn = self.begin_write().await?;
-        if let Err(e) = insert_row(&txn, &KeyRingRow::new(PURPOSE_DATA, version, wrapped)).await {
+        let inserted = match insert_row(&txn, &KeyRingRow::new(PURPOSE_DATA, version, wrapped)).await {
+            Ok(()) => insert_row(&txn, &KeyRingRow::new(PURPOSE_BLIND_INDEX, version, blind)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = inserted {
             txn.rollback().await?;
             let text = e.to_string();
             if text.contains("UNIQUE constraint failed") || text.contains("duplicate key value") {
@@ -840,9 +860,11 @@ impl Store {
         Ok((version, false))
     }
 
-    /// Rotates the data key online: a new key version encrypts new values at once, every
-    /// stored value and audit image is re-encrypted in batches, then the old versions are
-    /// retired (kept, to read old backups). Run again after an interruption, it resumes.
+    /// Rotates the keys online: a new data key version encrypts new values at once and a new
+    /// blind-index key indexes them, every stored value and audit image is re-encrypted and
+    /// every blind index recomputed in batches (lookups match both blind-index keys meanwhile),
+    /// then the old versions are retired (data keys kept, to read old backups; a retired
+    /// blind-index key is no longer matched). Run again after an interruption, it resumes.
     pub async fn rotate_keys(
         &self,
         options: RekeyOptions,
@@ -888,31 +910,42 @@ impl Store {
             }
             finished += count(job.total);
         }
-        let retired = self.retire_data_keys_below(version).await?;
+        let retired = self.retire_keys_below(version).await?;
         Ok(RotationOutcome::Done { version, retired, rewritten, resumed })
     }
 
-    /// Marks the data key versions below `version` retired; returns those it retired.
-    async fn retire_data_keys_below(&self, version: u32) -> StoreResult<Vec<u32>> {
+    /// Marks the data key versions below `version` retired, and every blind-index key but the
+    /// newest (lookups then stop matching its indexes, which no row holds any more); returns
+    /// the data key versions it retired.
+    async fn retire_keys_below(&self, version: u32) -> StoreResult<Vec<u32>> {
         let rows = read_rows(&self.db, self.backend).await?;
-        let retiring: Vec<u32> = rows
-            .iter()
-            .filter(|r| r.purpose == PURPOSE_DATA && r.version < version && r.retired_at.is_none())
-            .map(|r| r.version)
-            .collect();
-        if retiring.is_empty() {
+        let newest_blind = rows.iter().filter(|r| r.purpose == PURPOSE_BLIND_INDEX).map(|r| r.version).max();
+        let below = |purpose: &str, version: u32| {
+            rows.iter()
+                .filter(|r| r.purpose == purpose && r.version < version && r.retired_at.is_none())
+                .map(|r| r.version)
+                .collect::<Vec<u32>>()
+        };
+        let retiring = below(PURPOSE_DATA, version);
+        let retiring_blind = below(PURPOSE_BLIND_INDEX, newest_blind.unwrap_or(0));
+        if retiring.is_empty() && retiring_blind.is_empty() {
             return Ok(retiring);
         }
-        let update = Query::update()
-            .table("sys_key_ring")
-            .value("retired_at", now())
-            .and_where(Expr::col("purpose").eq(PURPOSE_DATA))
-            .and_where(Expr::col("version").lt(i64::from(version)))
-            .and_where(Expr::col("retired_at").is_null())
-            .to_owned();
+        let retire = |purpose: &str, versions: &[u32]| {
+            Query::update()
+                .table("sys_key_ring")
+                .value("retired_at", now())
+                .and_where(Expr::col("purpose").eq(purpose))
+                .and_where(Expr::col("version").is_in(versions.iter().map(|v| i64::from(*v))))
+                .to_owned()
+        };
         let _guard = self.write_guard().await;
         let txn = self.begin_write().await?;
-        txn.execute(&update).await?;
+        for (purpose, versions) in [(PURPOSE_DATA, &retiring), (PURPOSE_BLIND_INDEX, &retiring_blind)] {
+            if !versions.is_empty() {
+                txn.execute(&retire(purpose, versions)).await?;
+            }
+        }
         bump_key_ring_version(&txn).await?;
         txn.commit().await?;
         Ok(retiring)
@@ -967,7 +1000,8 @@ impl Store {
     /// Key versions, values per version of every encrypted field, and unfinished jobs.
     pub async fn key_status(&self) -> StoreResult<KeyStatus> {
         let rows = read_rows(&self.db, self.backend).await?;
-        let versions: Vec<KeyRingRow> = rows.into_iter().filter(|r| r.purpose == PURPOSE_DATA).collect();
+        let of = |purpose: &str| -> Vec<KeyRingRow> { rows.iter().filter(|r| r.purpose == purpose).cloned().collect() };
+        let (versions, blind_index_versions) = (of(PURPOSE_DATA), of(PURPOSE_BLIND_INDEX));
         let (_, objects) = self.load_metadata().await?;
         let mut fields = Vec::new();
         for object in &objects {
@@ -1008,6 +1042,7 @@ impl Store {
         Ok(KeyStatus {
             active_version: versions.iter().map(|r| r.version).max(),
             versions,
+            blind_index_versions,
             fields,
             unfinished_jobs: self.key_jobs(true).await?,
         })

@@ -346,9 +346,10 @@ impl Store {
         Ok(())
     }
 
-    /// The blind index a plaintext of a searchable field would have.
-    pub(super) fn blind_index_of(&self, field: &FieldDefinition, plain: &str) -> StoreResult<i64> {
-        Ok(self.key_ring()?.blind_index(field.field_type, plain))
+    /// Every blind index a stored value equal to `plain` may carry, the one it gets when
+    /// written first (see `KeyRing::blind_indexes`).
+    pub(super) fn blind_indexes_of(&self, field: &FieldDefinition, plain: &str) -> StoreResult<Vec<i64>> {
+        Ok(self.key_ring()?.blind_indexes(field.field_type, plain))
     }
 
     /// Turns the plaintexts of blind-index conditions into blind indexes (anywhere in the
@@ -358,7 +359,8 @@ impl Store {
         Ok(match filter {
             Filter::Blind { object, field, field_type, column, index_column, values, hashes: None, .. } => {
                 let ring = self.key_ring()?;
-                let hashes = Some(values.iter().map(|v| ring.blind_index(field_type, v)).collect());
+                // Every index a matching row may carry (more than one while a key rotates).
+                let hashes = Some(values.iter().flat_map(|v| ring.blind_indexes(field_type, v)).collect());
                 let plain = if self.is_converting(&object, &field) { values.clone() } else { Vec::new() };
                 Filter::Blind { object, field, field_type, column, index_column, values, hashes, plain }
             }

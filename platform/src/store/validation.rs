@@ -206,10 +206,14 @@ impl Store {
             let encrypted = field.is_encrypted();
             let checked = if encrypted { field.blind_index_column() } else { column.clone() };
             let checked_st = super::writes::stored_as(object, &checked);
-            let key_of = |v: &Value| -> DataResult<Value> {
+            // The keys a stored equal value may have: while a key rotates, a blind index under
+            // either key. The first is what the value itself is stored with.
+            let keys_of = |v: &Value| -> DataResult<Vec<Value>> {
                 Ok(match v {
-                    Value::Text(plain) if encrypted => Value::Int(self.blind_index_of(field, plain)?),
-                    other => other.clone(),
+                    Value::Text(plain) if encrypted => {
+                        self.blind_indexes_of(field, plain)?.into_iter().map(Value::Int).collect()
+                    }
+                    other => vec![other.clone()],
                 })
             };
             // While the field's values are being encrypted some rows are still plaintext.
@@ -222,8 +226,8 @@ impl Store {
                 if plain_too {
                     plains.push(to_sql(v, st));
                 }
-                let v = &key_of(v)?;
-                let key = format!("{:?}", v);
+                let keys = keys_of(v)?;
+                let key = format!("{:?}", keys.first());
                 if let Some(first) = seen.insert(key, *index) {
                     issues.push(
                         FieldIssue::new(
@@ -234,7 +238,7 @@ impl Store {
                         .at(*index),
                     );
                 }
-                values.push(to_sql(v, checked_st));
+                values.extend(keys.iter().map(|k| to_sql(k, checked_st)));
             }
             if values.is_empty() {
                 continue;
@@ -271,7 +275,8 @@ impl Store {
             }
             for (index, r) in rows {
                 let Some(given) = r.get(&column).filter(|v| !v.is_null()) else { continue };
-                if taken.contains(&format!("{:?}", key_of(given)?)) || taken_plain.contains(&format!("{:?}", given)) {
+                let stored_alike = keys_of(given)?.iter().any(|k| taken.contains(&format!("{:?}", k)));
+                if stored_alike || taken_plain.contains(&format!("{:?}", given)) {
                     issues.push(
                         FieldIssue::new(
                             field.name.as_str(),

@@ -270,18 +270,22 @@ impl Store {
             let column = field.column();
             // An encrypted field matches through its blind index.
             let match_column = if field.is_encrypted() { field.blind_index_column() } else { column.clone() };
-            let key_of = |v: &Value| -> DataResult<Option<Value>> {
+            // The keys a stored equal value may have (while a key rotates, a blind index under
+            // either key).
+            let keys_of = |v: &Value| -> DataResult<Vec<Value>> {
                 Ok(match v {
-                    Value::Null => None,
-                    Value::Text(plain) if field.is_encrypted() => Some(Value::Int(self.blind_index_of(field, plain)?)),
-                    other => Some(other.clone()),
+                    Value::Null => Vec::new(),
+                    Value::Text(plain) if field.is_encrypted() => {
+                        self.blind_indexes_of(field, plain)?.into_iter().map(Value::Int).collect()
+                    }
+                    other => vec![other.clone()],
                 })
             };
-            let mut row_keys: Vec<Option<Value>> = Vec::with_capacity(rows.len());
+            let mut row_keys: Vec<Vec<Value>> = Vec::with_capacity(rows.len());
             for r in &rows {
                 row_keys.push(match r.get(&column) {
-                    Some(v) => key_of(v)?,
-                    None => None,
+                    Some(v) => keys_of(v)?,
+                    None => Vec::new(),
                 });
             }
             let match_storage = stored_as(object, &match_column);
@@ -317,7 +321,7 @@ impl Store {
                 }
             }
             for (i, r) in rows.iter_mut().enumerate() {
-                if let Some(rec) = row_keys[i].as_ref().and_then(|k| by_key.get(&format!("{:?}", k))) {
+                if let Some(rec) = row_keys[i].iter().find_map(|k| by_key.get(&format!("{:?}", k))) {
                     // Only the listed fields overwrite an existing record.
                     let allowed: HashSet<String> =
                         u.update.iter().filter_map(|n| object.field(n)).map(|f| f.column()).collect();
