@@ -455,11 +455,16 @@ async fn rotation_turns_over_the_blind_index_key_and_lookups_match_both_keys_mea
                 json!({"name": "name", "label": "Name", "type": "TEXT"}),
                 json!({"name": "phone", "label": "手机号", "type": "PHONE", "unique": true,
                        "sensitive": {"encrypted": true, "searchable": true}}),
+                json!({"name": "email", "label": "Email", "type": "EMAIL",
+                       "sensitive": {"encrypted": true, "searchable": true}}),
             ],
         )
         .await;
         let phone = |i: usize| format!("1380000{i:04}");
-        let data: Vec<Value> = (0..300).map(|i| json!({"name": format!("m{i}"), "phone": phone(i)})).collect();
+        // Two members share an email once normalised; the field is not unique (yet).
+        let email = |i: usize| if i == 1 { "M0@Example.com".to_string() } else { format!("m{i}@example.com") };
+        let data: Vec<Value> =
+            (0..300).map(|i| json!({"name": format!("m{i}"), "phone": phone(i), "email": email(i)})).collect();
         t.data_ok("mutation($d: [MemberInput!]!) { createMembers(data: $d) { id } }", json!({"d": data})).await;
         let conn = raw(&t).await;
         let before = phone_indexes(&conn).await;
@@ -515,6 +520,14 @@ async fn rotation_turns_over_the_blind_index_key_and_lookups_match_both_keys_mea
             .await;
         assert_eq!(r["createMembers"][0]["id"], old_id.as_str(), "[{backend:?}] {r}");
 
+        // Making a field unique mid-rotation compares the decrypted values, not the indexes
+        // under two keys: the shared email is found.
+        let unique =
+            "mutation($f: String!) { updateField(object: \"member\", field: $f, input: {unique: true}) { unique } }";
+        let r = t.meta(unique, json!({"f": "email"})).await;
+        assert_eq!(tessera_tests::error_codes(&r), ["BAD_USER_INPUT"], "[{backend:?}] {r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("hold the same value"), "[{backend:?}] {r}");
+
         // Resumed to the end: no row keeps an index of the old key, which is retired.
         let outcome = store.rotate_keys(RekeyOptions { batch_size: 50, max_batches: None }, |_| {}).await.unwrap();
         assert!(matches!(outcome, RotationOutcome::Done { version: 2, .. }), "[{backend:?}] {outcome:?}");
@@ -529,6 +542,18 @@ async fn rotation_turns_over_the_blind_index_key_and_lookups_match_both_keys_mea
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         let r = t.data_ok(find, json!({"f": {"phone": {"eq": old.clone()}}})).await;
         assert_eq!(r["members"]["nodes"], json!([{"id": old_id}]), "[{backend:?}]");
+        // Once the second member's email changes, the field becomes unique.
+        let second = names.iter().find(|(_, i)| **i == 1).unwrap().0;
+        t.data_ok(
+            "mutation($id: ID!) { updateMember(id: $id, data: {email: \"m1@example.com\"}) { id } }",
+            json!({"id": second}),
+        )
+        .await;
+        assert_eq!(t.meta_ok(unique, json!({"f": "email"})).await["updateField"]["unique"], true, "[{backend:?}]");
+        let r = t
+            .data("mutation { createMember(data: {name: \"dup\", email: \"M2@Example.COM\"}) { id } }", json!({}))
+            .await;
+        assert_eq!(tessera_tests::error_codes(&r), ["CONFLICT"], "[{backend:?}] {r}");
         let r = t.meta_ok("{ keyStatus { blindIndexVersions { version retiredAt } } }", json!({})).await;
         let versions = &r["keyStatus"]["blindIndexVersions"];
         assert_eq!((versions[0]["version"].clone(), versions[1]["version"].clone()), (json!(1), json!(2)));
