@@ -432,14 +432,14 @@ impl Store {
         let online = after.is_encrypted() && self.count_records(txn, object).await? > INLINE_CONVERSION_ROWS;
         self.rewrite_protected_values(txn, object, before, after, !online).await?;
         if online {
-            super::rekey::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
+            super::key_jobs::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
                 .await?;
         } else if !after.is_encrypted() {
             // A conversion still running for the field would encrypt what was just decrypted.
             txn.execute(
                 &Query::delete()
                     .from_table("sys_key_jobs")
-                    .and_where(Expr::col("kind").eq(super::rekey::JobKind::ConvertField.as_str()))
+                    .and_where(Expr::col("kind").eq(super::key_jobs::JobKind::ConvertField.as_str()))
                     .and_where(Expr::col("object").eq(object.name.as_str()))
                     .and_where(Expr::col("field").eq(after.name.as_str()))
                     .to_owned(),

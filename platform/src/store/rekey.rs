@@ -13,12 +13,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_query::{Condition, Expr, ExprTrait, LockType, Order, Query};
 use tessera_metadata::{FieldDefinition, ObjectDefinition};
 
-use super::codec::{Storage, decode};
+use super::key_jobs::{
+    JobKind, JobState, KeyJob, LEASE_MS, PHASES, enqueue_field_conversion, insert_job, now_ms, read_jobs,
+};
 use super::key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA, bump_key_ring_version, insert_row, read_rows};
 use super::writes::now;
 use super::{Store, StoreError, StoreResult};
@@ -26,85 +28,10 @@ use crate::crypto::{Aad, CryptoError, KeyMaterial, KeyRing, Secret, envelope_pre
 
 /// Rows per write transaction unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: u64 = 500;
-/// How long a runner holds a job without renewing (each batch renews it).
-const LEASE_MS: i64 = 10_000;
 /// Nodes reload the key ring and the metadata within a second of a change; the sweep for
 /// stragglers starts this long after a job was created, when none can still be writing the
 /// old way.
 const RELOAD_GRACE: Duration = Duration::from_secs(3);
-
-const JOB_COLUMNS: [&str; 13] = [
-    "id",
-    "kind",
-    "object",
-    "field",
-    "target_version",
-    "phase",
-    "cursor",
-    "done",
-    "total",
-    "state",
-    "error",
-    "created_at",
-    "finished_at",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Re-encrypts an object's values and audit images with a new key version.
-    Rotate,
-    /// Encrypts and indexes one field's values after the field became encrypted or searchable.
-    ConvertField,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Rotate => "rotate",
-            JobKind::ConvertField => "convert_field",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-        }
-    }
-}
-
-/// Where a job is: its main pass over the records then the audit images, then the sweeps.
-const PHASES: [&str; 4] = ["records", "audit", "verify_records", "verify_audit"];
-
-/// One stored job and its progress.
-#[derive(Debug, Clone)]
-pub struct KeyJob {
-    pub id: String,
-    pub kind: JobKind,
-    pub object: String,
-    pub field: Option<String>,
-    pub target_version: u32,
-    pub phase: String,
-    pub cursor: Option<String>,
-    pub done: i64,
-    pub total: i64,
-    pub state: JobState,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
 
 /// How a run proceeds.
 #[derive(Debug, Clone, Copy)]
@@ -216,119 +143,6 @@ fn bring(
     }
 }
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn parse_job(row: &sea_orm::QueryResult, backend: DbBackend) -> StoreResult<KeyJob> {
-    let kind: String = row.try_get_by_index(1)?;
-    let state: String = row.try_get_by_index(9)?;
-    let at = |i, column| -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(match decode(row, i, Storage::DateTime, backend, column)? {
-            tessera_metadata::Value::DateTime(d) => Some(d),
-            _ => None,
-        })
-    };
-    let target: i32 = row.try_get_by_index(4)?;
-    Ok(KeyJob {
-        id: row.try_get_by_index(0)?,
-        kind: match kind.as_str() {
-            "rotate" => JobKind::Rotate,
-            "convert_field" => JobKind::ConvertField,
-            other => return Err(StoreError::Corrupt(format!("key job kind `{other}`"))),
-        },
-        object: row.try_get_by_index(2)?,
-        field: row.try_get_by_index(3)?,
-        target_version: u32::try_from(target).unwrap_or(0),
-        phase: row.try_get_by_index(5)?,
-        cursor: row.try_get_by_index(6)?,
-        done: row.try_get_by_index(7)?,
-        total: row.try_get_by_index(8)?,
-        state: match state.as_str() {
-            "pending" => JobState::Pending,
-            "running" => JobState::Running,
-            "done" => JobState::Done,
-            "failed" => JobState::Failed,
-            other => return Err(StoreError::Corrupt(format!("key job state `{other}`"))),
-        },
-        error: row.try_get_by_index(10)?,
-        created_at: at(11, "created_at")?.unwrap_or_else(now),
-        finished_at: at(12, "finished_at")?,
-    })
-}
-
-async fn read_jobs<C: ConnectionTrait>(conn: &C, backend: DbBackend, cond: Condition) -> StoreResult<Vec<KeyJob>> {
-    let q = Query::select()
-        .columns(JOB_COLUMNS)
-        .from("sys_key_jobs")
-        .cond_where(cond)
-        .order_by("created_at", Order::Asc)
-        .order_by("id", Order::Asc)
-        .to_owned();
-    conn.query_all(&q).await?.iter().map(|r| parse_job(r, backend)).collect()
-}
-
-async fn max_data_version<C: ConnectionTrait>(conn: &C) -> StoreResult<u32> {
-    let q = Query::select()
-        .expr(Expr::col("version").max())
-        .from("sys_key_ring")
-        .and_where(Expr::col("purpose").eq(PURPOSE_DATA))
-        .to_owned();
-    let max: Option<i32> = match conn.query_one(&q).await? {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
-    Ok(max.and_then(|v| u32::try_from(v).ok()).unwrap_or(0))
-}
-
-async fn insert_job<C: ConnectionTrait>(
-    conn: &C,
-    kind: JobKind,
-    object: &str,
-    field: Option<&str>,
-    target_version: u32,
-) -> StoreResult<()> {
-    let insert = Query::insert()
-        .into_table("sys_key_jobs")
-        .columns(["id", "kind", "object", "field", "target_version", "phase", "done", "total", "state", "created_at"])
-        .values([
-            uuid::Uuid::now_v7().to_string().into(),
-            kind.as_str().into(),
-            object.into(),
-            sea_query::Value::String(field.map(str::to_string)).into(),
-            i64::from(target_version).into(),
-            PHASES[0].into(),
-            0i64.into(),
-            0i64.into(),
-            JobState::Pending.as_str().into(),
-            now().into(),
-        ])?
-        .to_owned();
-    conn.execute(&insert).await?;
-    Ok(())
-}
-
-/// Queues the conversion of a field's stored values, inside the transaction of the metadata
-/// change that made the field encrypted or searchable. An unfinished conversion of the same
-/// field is replaced: the new one starts over under the newer definition.
-pub(crate) async fn enqueue_field_conversion<C: ConnectionTrait>(
-    conn: &C,
-    _backend: DbBackend,
-    object: &str,
-    field: &str,
-) -> StoreResult<()> {
-    let delete = Query::delete()
-        .from_table("sys_key_jobs")
-        .and_where(Expr::col("kind").eq(JobKind::ConvertField.as_str()))
-        .and_where(Expr::col("object").eq(object))
-        .and_where(Expr::col("field").eq(field))
-        .and_where(Expr::col("state").ne(JobState::Done.as_str()))
-        .to_owned();
-    conn.execute(&delete).await?;
-    let target = max_data_version(conn).await?;
-    insert_job(conn, JobKind::ConvertField, object, Some(field), target).await
-}
-
 /// `col IS NULL` or `col = value`: the compare half of compare-and-set.
 fn same<V: Into<sea_query::Value> + Clone>(column: &str, value: &Option<V>) -> Expr {
     match value {
@@ -356,15 +170,6 @@ fn work_fields(job: &KeyJob, object: &ObjectDefinition, converting: &HashSet<(St
 }
 
 impl Store {
-    /// Jobs, oldest first; only those not done when `unfinished`.
-    pub async fn key_jobs(&self, unfinished: bool) -> StoreResult<Vec<KeyJob>> {
-        let mut cond = Condition::all();
-        if unfinished {
-            cond = cond.add(Expr::col("state").ne(JobState::Done.as_str()));
-        }
-        read_jobs(&self.db, self.backend, cond).await
-    }
-
     /// Queues the conversion of a field's stored values on its own (an operator re-running a
     /// failed conversion; the metadata change path calls `enqueue_field_conversion` inside its
     /// own transaction instead), and marks the field converting at once.
@@ -390,50 +195,6 @@ impl Store {
         Ok(())
     }
 
-    /// Takes a job for `owner` unless another runner holds a live lease on it. A failed job is
-    /// taken only when `retry_failed`.
-    async fn claim_job(&self, id: &str, owner: &str, retry_failed: bool) -> StoreResult<bool> {
-        let mut claimable = Condition::any().add(Expr::col("state").eq(JobState::Pending.as_str())).add(
-            Condition::all().add(Expr::col("state").eq(JobState::Running.as_str())).add(
-                Condition::any().add(Expr::col("lease_until").is_null()).add(Expr::col("lease_until").lt(now_ms())),
-            ),
-        );
-        if retry_failed {
-            claimable = claimable.add(Expr::col("state").eq(JobState::Failed.as_str()));
-        }
-        let update = Query::update()
-            .table("sys_key_jobs")
-            .value("state", JobState::Running.as_str())
-            .value("lease_owner", owner)
-            .value("lease_until", now_ms() + LEASE_MS)
-            .value("error", sea_query::Value::String(None))
-            .value("finished_at", sea_query::Value::ChronoDateTimeUtc(None))
-            .and_where(Expr::col("id").eq(id))
-            .cond_where(claimable)
-            .to_owned();
-        let _guard = self.write_guard().await;
-        Ok(self.writer.execute(&update).await?.rows_affected() == 1)
-    }
-
-    async fn finish_job(&self, id: &str, owner: &str, state: JobState, error: Option<String>) -> StoreResult<()> {
-        let mut update = Query::update();
-        update
-            .table("sys_key_jobs")
-            .value("lease_owner", sea_query::Value::String(None))
-            .value("lease_until", sea_query::Value::BigInt(None))
-            .and_where(Expr::col("id").eq(id))
-            .and_where(Expr::col("lease_owner").eq(owner));
-        if state != JobState::Running {
-            update
-                .value("state", state.as_str())
-                .value("error", sea_query::Value::String(error))
-                .value("finished_at", now());
-        }
-        let _guard = self.write_guard().await;
-        self.writer.execute(&update).await?;
-        Ok(())
-    }
-
     async fn count_rows(&self, table: &str, object: Option<&str>) -> StoreResult<i64> {
         let mut q = Query::select();
         q.expr(Expr::col(sea_query::Asterisk).count()).from(table.to_string());
@@ -444,14 +205,6 @@ impl Store {
             Some(row) => Ok(row.try_get_by_index(0)?),
             None => Ok(0),
         }
-    }
-
-    async fn key_job(&self, id: &str) -> StoreResult<KeyJob> {
-        read_jobs(&self.db, self.backend, Condition::all().add(Expr::col("id").eq(id)))
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt(format!("key job {id} vanished")))
     }
 
     /// Counts the rows a job has to go through, once, when it starts.
