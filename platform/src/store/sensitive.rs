@@ -346,10 +346,18 @@ impl Store {
         Ok(())
     }
 
-    /// Every blind index a stored value equal to `plain` may carry, the one it gets when
-    /// written first (see `KeyRing::blind_indexes`).
-    pub(super) fn blind_indexes_of(&self, field: &FieldDefinition, plain: &str) -> StoreResult<Vec<i64>> {
-        Ok(self.key_ring()?.blind_indexes(field.field_type, plain))
+    /// What a stored value equal to `value` may hold in the column a field is matched by
+    /// (uniqueness, upserts): the value itself, or for an encrypted field its blind index under
+    /// every key lookups match (more than one while a key rotates), the one a value gets when
+    /// written first. Nothing for null.
+    pub(super) fn match_keys(&self, field: &FieldDefinition, value: &Value) -> StoreResult<Vec<Value>> {
+        Ok(match value {
+            Value::Null => Vec::new(),
+            Value::Text(plain) if field.is_encrypted() => {
+                self.key_ring()?.blind_indexes(field.field_type, plain).into_iter().map(Value::Int).collect()
+            }
+            other => vec![other.clone()],
+        })
     }
 
     /// Turns the plaintexts of blind-index conditions into blind indexes (anywhere in the

@@ -206,16 +206,7 @@ impl Store {
             let encrypted = field.is_encrypted();
             let checked = if encrypted { field.blind_index_column() } else { column.clone() };
             let checked_st = super::writes::stored_as(object, &checked);
-            // The keys a stored equal value may have: while a key rotates, a blind index under
-            // either key. The first is what the value itself is stored with.
-            let keys_of = |v: &Value| -> DataResult<Vec<Value>> {
-                Ok(match v {
-                    Value::Text(plain) if encrypted => {
-                        self.blind_indexes_of(field, plain)?.into_iter().map(Value::Int).collect()
-                    }
-                    other => vec![other.clone()],
-                })
-            };
+            let keys_of = |v: &Value| -> DataResult<Vec<Value>> { Ok(self.match_keys(field, v)?) };
             // While the field's values are being encrypted some rows are still plaintext.
             let plain_too = encrypted && self.is_converting(object.name.as_str(), field.name.as_str());
             let mut seen: HashMap<String, usize> = HashMap::new();

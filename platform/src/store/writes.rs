@@ -270,21 +270,10 @@ impl Store {
             let column = field.column();
             // An encrypted field matches through its blind index.
             let match_column = if field.is_encrypted() { field.blind_index_column() } else { column.clone() };
-            // The keys a stored equal value may have (while a key rotates, a blind index under
-            // either key).
-            let keys_of = |v: &Value| -> DataResult<Vec<Value>> {
-                Ok(match v {
-                    Value::Null => Vec::new(),
-                    Value::Text(plain) if field.is_encrypted() => {
-                        self.blind_indexes_of(field, plain)?.into_iter().map(Value::Int).collect()
-                    }
-                    other => vec![other.clone()],
-                })
-            };
             let mut row_keys: Vec<Vec<Value>> = Vec::with_capacity(rows.len());
             for r in &rows {
                 row_keys.push(match r.get(&column) {
-                    Some(v) => keys_of(v)?,
+                    Some(v) => self.match_keys(field, v)?,
                     None => Vec::new(),
                 });
             }
