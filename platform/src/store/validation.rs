@@ -206,18 +206,20 @@ impl Store {
             let encrypted = field.is_encrypted();
             let checked = if encrypted { field.blind_index_column() } else { column.clone() };
             let checked_st = super::writes::stored_as(object, &checked);
-            let keys_of = |v: &Value| -> DataResult<Vec<Value>> { Ok(self.match_keys(field, v)?) };
             // While the field's values are being encrypted some rows are still plaintext.
             let plain_too = encrypted && self.is_converting(object.name.as_str(), field.name.as_str());
             let mut seen: HashMap<String, usize> = HashMap::new();
             let mut values = Vec::new();
             let mut plains = Vec::new();
+            // Each given value with the keys a stored equal value may hold, made once (for an
+            // encrypted field, a keyed hash per key) and compared with what is stored below.
+            let mut given: Vec<(usize, &Value, Vec<Value>)> = Vec::new();
             for (index, r) in rows {
                 let Some(v) = r.get(&column).filter(|v| !v.is_null()) else { continue };
                 if plain_too {
                     plains.push(to_sql(v, st));
                 }
-                let keys = keys_of(v)?;
+                let keys = self.match_keys(field, v)?;
                 let key = format!("{:?}", keys.first());
                 if let Some(first) = seen.insert(key, *index) {
                     issues.push(
@@ -230,6 +232,7 @@ impl Store {
                     );
                 }
                 values.extend(keys.iter().map(|k| to_sql(k, checked_st)));
+                given.push((*index, v, keys));
             }
             if values.is_empty() {
                 continue;
@@ -264,17 +267,16 @@ impl Store {
                     }
                 }
             }
-            for (index, r) in rows {
-                let Some(given) = r.get(&column).filter(|v| !v.is_null()) else { continue };
-                let stored_alike = keys_of(given)?.iter().any(|k| taken.contains(&format!("{:?}", k)));
-                if stored_alike || taken_plain.contains(&format!("{:?}", given)) {
+            for (index, value, keys) in given {
+                let stored_alike = keys.iter().any(|k| taken.contains(&format!("{:?}", k)));
+                if stored_alike || taken_plain.contains(&format!("{:?}", value)) {
                     issues.push(
                         FieldIssue::new(
                             field.name.as_str(),
                             IssueCode::Unique,
-                            format!("{} is already used by another record", given.to_json(field)),
+                            format!("{} is already used by another record", value.to_json(field)),
                         )
-                        .at(*index),
+                        .at(index),
                     );
                 }
             }
