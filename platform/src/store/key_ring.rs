@@ -34,6 +34,19 @@ impl KeyRingRow {
     }
 }
 
+/// The highest version among `rows` of keys for `purpose`.
+pub(super) fn newest_version(rows: &[KeyRingRow], purpose: &str) -> Option<u32> {
+    rows.iter().filter(|r| r.purpose == purpose).map(|r| r.version).max()
+}
+
+/// The versions among `rows` of keys for `purpose` below `version` and not yet retired.
+pub(super) fn unretired_below(rows: &[KeyRingRow], purpose: &str, version: u32) -> Vec<u32> {
+    rows.iter()
+        .filter(|r| r.purpose == purpose && r.version < version && r.retired_at.is_none())
+        .map(|r| r.version)
+        .collect()
+}
+
 pub(super) async fn read_rows<C: ConnectionTrait>(conn: &C, backend: DbBackend) -> StoreResult<Vec<KeyRingRow>> {
     let q = Query::select()
         .columns(["purpose", "version", "wrapped", "created_at", "retired_at"])

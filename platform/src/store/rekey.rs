@@ -21,7 +21,10 @@ use tessera_metadata::{FieldDefinition, ObjectDefinition};
 use super::key_jobs::{
     JobKind, JobState, KeyJob, LEASE_MS, PHASES, enqueue_field_conversion, insert_job, now_ms, read_jobs,
 };
-use super::key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA, bump_key_ring_version, insert_row, read_rows};
+use super::key_ring::{
+    KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA, bump_key_ring_version, insert_row, newest_version, read_rows,
+    unretired_below,
+};
 use super::writes::now;
 use super::{Store, StoreError, StoreResult};
 use crate::crypto::{Aad, CryptoError, KeyMaterial, KeyRing, Secret, envelope_prefix, envelope_version};
@@ -569,12 +572,10 @@ impl Store {
     /// version and whether it resumed.
     async fn begin_rotation(&self) -> StoreResult<(u32, bool)> {
         let rows = read_rows(&self.db, self.backend).await?;
-        let newest = |purpose: &str| rows.iter().filter(|r| r.purpose == purpose).map(|r| r.version).max();
-        let (max, max_blind) = (newest(PURPOSE_DATA).unwrap_or(0), newest(PURPOSE_BLIND_INDEX).unwrap_or(0));
-        let unretired_old = rows.iter().any(|r| {
-            let newest = if r.purpose == PURPOSE_DATA { max } else { max_blind };
-            r.version < newest && r.retired_at.is_none()
-        });
+        let newest = |purpose: &str| newest_version(&rows, purpose).unwrap_or(0);
+        let (max, max_blind) = (newest(PURPOSE_DATA), newest(PURPOSE_BLIND_INDEX));
+        let unretired_old = !unretired_below(&rows, PURPOSE_DATA, max).is_empty()
+            || !unretired_below(&rows, PURPOSE_BLIND_INDEX, max_blind).is_empty();
         let unfinished = self.key_jobs(true).await?.into_iter().any(|j| j.kind == JobKind::Rotate);
         if unretired_old || unfinished {
             return Ok((max, true));
@@ -672,15 +673,9 @@ impl Store {
     /// the data key versions it retired.
     async fn retire_keys_below(&self, version: u32) -> StoreResult<Vec<u32>> {
         let rows = read_rows(&self.db, self.backend).await?;
-        let newest_blind = rows.iter().filter(|r| r.purpose == PURPOSE_BLIND_INDEX).map(|r| r.version).max();
-        let below = |purpose: &str, version: u32| {
-            rows.iter()
-                .filter(|r| r.purpose == purpose && r.version < version && r.retired_at.is_none())
-                .map(|r| r.version)
-                .collect::<Vec<u32>>()
-        };
-        let retiring = below(PURPOSE_DATA, version);
-        let retiring_blind = below(PURPOSE_BLIND_INDEX, newest_blind.unwrap_or(0));
+        let newest_blind = newest_version(&rows, PURPOSE_BLIND_INDEX);
+        let retiring = unretired_below(&rows, PURPOSE_DATA, version);
+        let retiring_blind = unretired_below(&rows, PURPOSE_BLIND_INDEX, newest_blind.unwrap_or(0));
         if retiring.is_empty() && retiring_blind.is_empty() {
             return Ok(retiring);
         }
