@@ -85,6 +85,11 @@ pub struct Store {
     /// Woken when a writer releases the write lock: the background checkpointer then copies
     /// what the write appended to the log into the database (see `spawn_maintenance`).
     wrote: Arc<tokio::sync::Notify>,
+    /// SQLite: writes so far that may have removed or hidden records (every write under
+    /// `write_guard`; batches of plain inserts take `insert_guard` instead). A batch create
+    /// checks its references on a reader before it takes the write lock, and trusts that
+    /// check under the lock only if this did not move in between.
+    hiding_writes: Arc<AtomicU64>,
     schema: Arc<SchemaEpoch>,
     /// SQL statements executed so far, for tests that hold the API to a statement budget.
     statements: Arc<AtomicU64>,
@@ -240,6 +245,7 @@ impl Store {
             backend,
             write_lock,
             wrote: Default::default(),
+            hiding_writes: Default::default(),
             access_log,
             schema,
             statements,
@@ -420,12 +426,33 @@ impl Store {
             .await
     }
 
-    /// Serialises writers on SQLite; a no-op guard on PostgreSQL.
+    /// Serialises writers on SQLite; a no-op guard on PostgreSQL. A write under it may remove
+    /// or hide records (see `hiding_writes`).
     async fn write_guard(&self) -> Option<WriteGuard<'_>> {
         match self.backend {
-            DbBackend::Sqlite => Some(WriteGuard { _lock: self.write_lock.lock().await, wrote: &self.wrote }),
+            DbBackend::Sqlite => Some(WriteGuard {
+                _lock: self.write_lock.lock().await,
+                wrote: &self.wrote,
+                hiding: Some(&self.hiding_writes),
+            }),
             _ => None,
         }
+    }
+
+    /// `write_guard` for a write that only inserts records: it leaves `hiding_writes` as it is.
+    async fn insert_guard(&self) -> Option<WriteGuard<'_>> {
+        match self.backend {
+            DbBackend::Sqlite => {
+                Some(WriteGuard { _lock: self.write_lock.lock().await, wrote: &self.wrote, hiding: None })
+            }
+            _ => None,
+        }
+    }
+
+    /// The count of `hiding_writes` so far; on PostgreSQL (concurrent writers, other nodes)
+    /// `None`, since no count here can vouch for what another writer did.
+    fn hiding_epoch(&self) -> Option<u64> {
+        (self.backend == DbBackend::Sqlite).then(|| self.hiding_writes.load(Ordering::Acquire))
     }
 }
 
@@ -433,10 +460,16 @@ impl Store {
 struct WriteGuard<'a> {
     _lock: tokio::sync::MutexGuard<'a, ()>,
     wrote: &'a tokio::sync::Notify,
+    /// Counted when released (before the lock is: `drop` runs before the fields are dropped),
+    /// for a write that may have removed or hidden records.
+    hiding: Option<&'a AtomicU64>,
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
+        if let Some(hiding) = self.hiding {
+            hiding.fetch_add(1, Ordering::Release);
+        }
         self.wrote.notify_one();
     }
 }

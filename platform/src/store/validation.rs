@@ -99,7 +99,7 @@ impl Store {
     /// Checks that every lookup id names a live record of its target, and every owner a user.
     pub(super) async fn check_references(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &impl ConnectionTrait,
         caller: &Caller,
         registry: &Registry,
         object: &ObjectDefinition,
@@ -166,7 +166,7 @@ impl Store {
 
     async fn existing_ids(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &impl ConnectionTrait,
         table: &str,
         ids: Vec<String>,
         live_within: Option<Option<&Filter>>,

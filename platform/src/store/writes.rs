@@ -35,6 +35,10 @@ impl From<StoreError> for DataError {
                 message: "a unique field already has this value".into(),
                 field_errors: Vec::new(),
             },
+            StoreError::Db(db) if is_reference_violation(&db) => DataError::Conflict {
+                message: "a record it refers to was removed at the same time; try again".into(),
+                field_errors: Vec::new(),
+            },
             StoreError::Db(db) if is_timeout(&db) => DataError::Timeout,
             other => {
                 tracing::error!(error = %other, "store failure");
@@ -53,6 +57,13 @@ impl From<sea_orm::DbErr> for DataError {
 fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     let s = e.to_string();
     s.contains("UNIQUE constraint failed") || s.contains("duplicate key value")
+}
+
+/// A lookup's foreign key refused a write: on PostgreSQL, where writers run side by side, the
+/// record it names was destroyed after the write checked its references.
+fn is_reference_violation(e: &sea_orm::DbErr) -> bool {
+    let s = e.to_string();
+    s.contains("violates foreign key constraint") || s.contains("FOREIGN KEY constraint failed")
 }
 
 fn is_timeout(e: &sea_orm::DbErr) -> bool {
@@ -262,7 +273,19 @@ impl Store {
             let rows: Vec<&Row> = prepared.iter().map(|(_, row, _)| row).collect();
             self.insert_statements(object, &rows)
         });
-        let _guard = self.write_guard().await;
+        // A batch that only inserts checks its references on a reader before it takes the
+        // writer lock (on SQLite, where that lock serialises every write): inserts cannot hide
+        // the records it refers to, so the check still holds under the lock if no other kind
+        // of write ran in between (`hiding_writes`), and otherwise is made again there.
+        let only_inserts = upsert.is_none() && !scripted;
+        let early_references = match self.hiding_epoch().filter(|_| only_inserts) {
+            Some(epoch) => {
+                let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
+                Some((epoch, self.check_references(&self.db, caller, registry, object, &all).await?))
+            }
+            None => None,
+        };
+        let _guard = if only_inserts { self.insert_guard().await } else { self.write_guard().await };
         let txn = self.begin().await?;
         // Split upserts into updates of existing records and inserts.
         let mut existing: HashMap<usize, Record> = HashMap::new();
@@ -338,7 +361,10 @@ impl Store {
             }
         }
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
-        let mut issues = self.check_references(&txn, caller, registry, object, &all).await?;
+        let mut issues = match early_references {
+            Some((epoch, issues)) if self.hiding_epoch() == Some(epoch) => issues,
+            _ => self.check_references(&txn, caller, registry, object, &all).await?,
+        };
         let exclude: HashSet<String> = existing.values().map(|r| r.id.clone()).collect();
         issues.extend(self.check_unique(&txn, object, &all, &exclude).await?);
         if !issues.is_empty() {
@@ -375,7 +401,10 @@ impl Store {
             None => self.insert_statements(object, &new_rows.iter().map(|(_, _, row)| row).collect::<Vec<_>>()),
         };
         for statement in inserts {
-            txn.execute_raw(statement).await?;
+            if let Err(e) = txn.execute_raw(statement).await {
+                drop(txn);
+                return Err(self.insert_failure(e, caller, registry, object, &all).await);
+            }
         }
         let encrypted: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.is_encrypted()).collect();
         for (i, id, mut values) in new_rows {
@@ -401,6 +430,27 @@ impl Store {
         txn.commit().await?;
         self.note_inserted(&object.table(), inserting);
         Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The error of a failed insert. When a lookup's target was destroyed by another writer
+    /// after the references were checked (PostgreSQL's foreign key then refuses the insert),
+    /// the check is made again, now that the destroy has committed, to name the references.
+    async fn insert_failure(
+        &self,
+        e: sea_orm::DbErr,
+        caller: &Caller,
+        registry: &Registry,
+        object: &ObjectDefinition,
+        rows: &[(usize, &Row)],
+    ) -> DataError {
+        if !is_reference_violation(&e) {
+            return e.into();
+        }
+        match self.check_references(&self.db, caller, registry, object, rows).await {
+            Ok(issues) if !issues.is_empty() => DataError::invalid_fields(issues),
+            Ok(_) => e.into(),
+            Err(err) => err,
+        }
     }
 
     /// Writes a validated patch onto a locked current record, bumping its version.
