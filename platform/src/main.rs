@@ -39,6 +39,11 @@ enum Command {
         /// Refuse schema introspection on the data API.
         #[arg(long, env = "TESSERA_DISABLE_INTROSPECTION")]
         disable_introspection: bool,
+        /// Most records one batch mutation (`createContacts`, …) may carry. A batch is one
+        /// transaction: larger batches load faster, and hold the write lock longer.
+        #[arg(long, env = "TESSERA_MAX_BATCH", default_value_t = 500,
+              value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        max_batch: u16,
         /// The master key file of field encryption (default ./tessera.key; generated on first
         /// start, its path printed).
         #[arg(long, env = "TESSERA_DATA_KEY_FILE")]
@@ -120,6 +125,7 @@ async fn main() -> std::process::ExitCode {
             admin_email,
             admin_password,
             disable_introspection,
+            max_batch,
             data_key_file,
             data_key,
             scripts,
@@ -134,6 +140,7 @@ async fn main() -> std::process::ExitCode {
                 ..Config::default()
             };
             config.limits.introspection = !disable_introspection;
+            config.limits.max_batch = usize::from(max_batch);
             scripts.apply(&mut config);
             match start(config).await {
                 Ok(server) => {

@@ -8,8 +8,9 @@
 //!   API issues them) and the API/raw throughput ratio; plus the same query on `region`, answered from the
 //!   declared index `(region, last_name)`;
 //! - (b) get-by-id req/s; (c) `contactsGroupBy(groupBy: [city])` req/s;
-//! - (d) bulk insert rows/s during the load (`createContacts`, 1,000 rows per request as two
-//!   aliased mutations of 500, the batch cap; the request bodies are built before the clock starts);
+//! - (d) bulk insert rows/s during the load (`createContacts` batches of 1,000, one per request:
+//!   the bench's server runs with `max_batch` 1,000, where the API's default cap is 500; the
+//!   request bodies are built before the clock starts);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
 //! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
 //!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
@@ -344,15 +345,23 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
     Ok(())
 }
 
-/// Sends `rows` as one request of up to two aliased batch mutations of 500; returns the new ids.
+/// Sends `rows` as one request of up to two aliased batch mutations of 500 (the API's default
+/// batch cap); returns the new ids.
 async fn create_batch(api: &Api, plural: &str, input: &str, rows: Vec<Json>) -> BoxResult<Vec<String>> {
-    send_batch(api, batch_body(plural, input, rows)?).await
+    send_batch(api, batch_body(plural, input, rows, DEFAULT_MAX_BATCH)?).await
 }
 
+/// The API's default batch cap (`--max-batch`).
+const DEFAULT_MAX_BATCH: usize = 500;
+/// The batch cap the bench's server runs with, so that figure (d) loads through `createContacts`
+/// batches of 1,000 as the issue sets it (the default cap, 500, would refuse them).
+const BENCH_MAX_BATCH: usize = 1_000;
+
 /// The request body of `create_batch`, serialised, so a load can build every body before its
-/// clock starts and time only what the server does (the client shares the machine's two cores).
-fn batch_body(plural: &str, input: &str, mut rows: Vec<Json>) -> BoxResult<Vec<u8>> {
-    let b = rows.split_off(rows.len().min(500));
+/// clock starts and time only what the server does (the client shares the machine's two cores):
+/// one mutation of `per_mutation` rows at most, and a second, aliased, for the rest.
+fn batch_body(plural: &str, input: &str, mut rows: Vec<Json>, per_mutation: usize) -> BoxResult<Vec<u8>> {
+    let b = rows.split_off(rows.len().min(per_mutation));
     let (query, vars) = if b.is_empty() {
         (format!("mutation($a: [{input}!]!) {{ a: create{plural}(data: $a) {{ id }} }}"), json!({"a": rows}))
     } else {
@@ -509,7 +518,7 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pi
         let rows: Vec<Json> = (start..(start + 1_000).min(n)).map(|i| shape.row(i)).collect();
         for k in counterbalanced(b) {
             let tn = objects[k].2;
-            let body = batch_body(&format!("{tn}s"), &format!("{tn}Input"), rows.clone())?;
+            let body = batch_body(&format!("{tn}s"), &format!("{tn}Input"), rows.clone(), DEFAULT_MAX_BATCH)?;
             let (t, c) = (Instant::now(), cpu_now());
             send_batch(api, body).await?;
             spent[k] += t.elapsed();
@@ -1008,7 +1017,7 @@ async fn load(
                 row
             })
             .collect();
-        batch_body(plural, input, rows)
+        batch_body(plural, input, rows, BENCH_MAX_BATCH)
     });
     let bodies = batches.collect::<BoxResult<Vec<_>>>()?;
     let batches = bodies.into_iter().map(|body| {
@@ -1307,7 +1316,12 @@ async fn run(args: Args) -> BoxResult<()> {
         ),
         ("(b) get by id", get.summary(), "≥ 5,000 req/s", verdict(Some(get.rate() >= 5000.0), &[&get])),
         ("(c) group-by count (city)", group.summary(), "—", verdict(None, &[&group])),
-        ("(d) bulk insert, 1,000 rows/request", format!("{insert_rate:.0} rows/s"), "≥ 30,000 rows/s", insert_verdict),
+        (
+            "(d) bulk insert, `createContacts` batches of 1,000",
+            format!("{insert_rate:.0} rows/s"),
+            "≥ 30,000 rows/s",
+            insert_verdict,
+        ),
         ("(e) add field until queryable", format!("{ms:.1} ms"), "≤ 100 ms", verdict(Some(ms <= 100.0), &[])),
         ("(f) server RSS after the load", rss_text, "≤ 100 MB", rss_verdict),
         ("(g) list as admin, alternating rounds", format!("{admin_rate:.0} req/s"), "—", verdict(None, &round_stats)),
@@ -1403,7 +1417,7 @@ impl ServerProcess {
 
 /// Child mode: serve until stdin closes.
 async fn serve(database_url: String) -> BoxResult<()> {
-    let config = Config {
+    let mut config = Config {
         database_url,
         bind: "127.0.0.1:0".into(),
         admin_email: std::env::var("TESSERA_ADMIN_EMAIL").ok(),
@@ -1411,6 +1425,7 @@ async fn serve(database_url: String) -> BoxResult<()> {
         data_key_file: std::env::var("TESSERA_DATA_KEY_FILE").ok().map(std::path::PathBuf::from),
         ..Config::default()
     };
+    config.limits.max_batch = BENCH_MAX_BATCH;
     let server = start(config).await?;
     {
         use std::io::Write;
