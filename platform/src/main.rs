@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-// glibc's per-thread arenas fragment under many small short-lived allocations and keep freed
-// memory; mimalloc is faster here and returns memory to the system.
+// mimalloc, set up by `tessera_alloc::tune` in `main` (see that crate for why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
 use tessera_platform::server::{Config, start};
 
@@ -107,6 +106,7 @@ impl ScriptArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    tessera_alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();

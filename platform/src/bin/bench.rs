@@ -38,9 +38,10 @@
 //! ```
 //! The targets were set for SQLite.
 
-// The same allocator as the `tessera` binary, so the figures describe the real server.
+// The same allocator as the `tessera` binary, tuned the same way (`main`), so the figures
+// describe the real server.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -1445,6 +1446,7 @@ async fn serve(database_url: String) -> BoxResult<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    tessera_alloc::tune();
     if let Ok(database_url) = std::env::var(SERVE_ENV) {
         return match serve(database_url).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
