@@ -682,6 +682,31 @@ async fn auto_numbers_are_gapless_and_unique_under_concurrent_inserts() {
     });
 }
 
+/// A batch mutation takes at most 500 records unless the server is configured otherwise
+/// (`--max-batch`); a larger one is refused whole, before anything is written.
+#[tokio::test]
+async fn batches_over_the_cap_are_refused_and_the_cap_is_configurable() {
+    let create = "mutation($d: [ContactInput!]!) { createContacts(data: $d) { id } }";
+    let rows = |n: usize| json!({"d": (0..n).map(|i| json!({"name": format!("n{i}")})).collect::<Vec<_>>()});
+    each_backend!(|t| {
+        crm(&t).await;
+        let r = t.data(create, rows(501)).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("at most 500 records per batch"), "{r}");
+        assert_eq!(count(&t).await, 0);
+        assert_eq!(t.data_ok(create, rows(500)).await["createContacts"].as_array().unwrap().len(), 500);
+    });
+    for backend in backends() {
+        let t = TestServer::start_with(backend, |c| c.limits.max_batch = 3).await;
+        crm(&t).await;
+        let r = t.data(create, rows(4)).await;
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("at most 3 records per batch"), "{r}");
+        assert_eq!(t.data_ok(create, rows(3)).await["createContacts"].as_array().unwrap().len(), 3);
+        assert_eq!(count(&t).await, 3);
+        t.stop().await;
+    }
+}
+
 /// A batch create checks its lookups before it waits for SQLite's write lock; a record destroyed
 /// while it waits must still stop it. Each round queues, behind a large batch that holds the
 /// lock, first the destroy of an account and then a create of a contact that names it: the
