@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
+use tessera_platform::graphql::data_schema::DEFAULT_MAX_BATCH;
 use tessera_platform::server::{Config, start};
 
 mod keys_cli;
@@ -40,7 +41,7 @@ enum Command {
         disable_introspection: bool,
         /// Most records one batch mutation (`createContacts`, …) may carry. A batch is one
         /// transaction: larger batches load faster, and hold the write lock longer.
-        #[arg(long, env = "TESSERA_MAX_BATCH", default_value_t = 500,
+        #[arg(long, env = "TESSERA_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH,
               value_parser = clap::value_parser!(u16).range(1..=10_000))]
         max_batch: u16,
         /// The master key file of field encryption (default ./tessera.key; generated on first

@@ -22,7 +22,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Environment variable through which an operator sets the delay instead (mimalloc reads it at
 /// start-up); `tune` then leaves it alone.
-pub const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
+const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
 
 /// Sets the allocator's purge delay to `PURGE_DELAY_MS`, unless `MIMALLOC_PURGE_DELAY` set it.
 /// Call it first thing in `main`.
@@ -39,18 +39,18 @@ pub fn tune() {
     }
 }
 
-/// The allocator's purge delay now in force, in milliseconds.
-pub fn purge_delay_ms() -> std::ffi::c_long {
-    // SAFETY: reads an integer option; no preconditions.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The allocator's purge delay now in force, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: reads an integer option; no preconditions.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+        }
+    }
 
     #[global_allocator]
     static GLOBAL: MiMalloc = MiMalloc;

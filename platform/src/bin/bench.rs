@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
+use tessera_platform::graphql::data_schema::DEFAULT_MAX_BATCH;
 use tessera_platform::server::{Config, start};
 use tessera_platform::store::Store;
 
@@ -349,11 +350,9 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
 /// Sends `rows` as one request of up to two aliased batch mutations of 500 (the API's default
 /// batch cap); returns the new ids.
 async fn create_batch(api: &Api, plural: &str, input: &str, rows: Vec<Json>) -> BoxResult<Vec<String>> {
-    send_batch(api, batch_body(plural, input, rows, DEFAULT_MAX_BATCH)?).await
+    send_batch(api, batch_body(plural, input, rows, usize::from(DEFAULT_MAX_BATCH))?).await
 }
 
-/// The API's default batch cap (`--max-batch`).
-const DEFAULT_MAX_BATCH: usize = 500;
 /// The batch cap the bench's server runs with, so that figure (d) loads through `createContacts`
 /// batches of 1,000 as the issue sets it (the default cap, 500, would refuse them).
 const BENCH_MAX_BATCH: usize = 1_000;
@@ -519,7 +518,8 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pi
         let rows: Vec<Json> = (start..(start + 1_000).min(n)).map(|i| shape.row(i)).collect();
         for k in counterbalanced(b) {
             let tn = objects[k].2;
-            let body = batch_body(&format!("{tn}s"), &format!("{tn}Input"), rows.clone(), DEFAULT_MAX_BATCH)?;
+            let body =
+                batch_body(&format!("{tn}s"), &format!("{tn}Input"), rows.clone(), usize::from(DEFAULT_MAX_BATCH))?;
             let (t, c) = (Instant::now(), cpu_now());
             send_batch(api, body).await?;
             spent[k] += t.elapsed();

@@ -19,6 +19,9 @@ use super::{
     AggregateFn, AggregateQuery, AggregateRow, AggregateValue, Caller, DataError, RecordStore, data_error, gql_error,
 };
 
+/// Records one batch mutation may carry unless the server is configured otherwise (`API.md`).
+pub const DEFAULT_MAX_BATCH: u16 = 500;
+
 /// Limits of the data API.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -35,7 +38,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_page: 100,
-            max_batch: 500,
+            max_batch: usize::from(DEFAULT_MAX_BATCH),
             max_depth: 12,
             max_complexity: 5_000,
             max_groups: 1_000,

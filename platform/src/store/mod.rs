@@ -429,22 +429,17 @@ impl Store {
     /// Serialises writers on SQLite; a no-op guard on PostgreSQL. A write under it may remove
     /// or hide records (see `hiding_writes`).
     async fn write_guard(&self) -> Option<WriteGuard<'_>> {
-        match self.backend {
-            DbBackend::Sqlite => Some(WriteGuard {
-                _lock: self.write_lock.lock().await,
-                wrote: &self.wrote,
-                hiding: Some(&self.hiding_writes),
-            }),
-            _ => None,
-        }
+        self.guard(Some(&self.hiding_writes)).await
     }
 
     /// `write_guard` for a write that only inserts records: it leaves `hiding_writes` as it is.
     async fn insert_guard(&self) -> Option<WriteGuard<'_>> {
+        self.guard(None).await
+    }
+
+    async fn guard<'a>(&'a self, hiding: Option<&'a AtomicU64>) -> Option<WriteGuard<'a>> {
         match self.backend {
-            DbBackend::Sqlite => {
-                Some(WriteGuard { _lock: self.write_lock.lock().await, wrote: &self.wrote, hiding: None })
-            }
+            DbBackend::Sqlite => Some(WriteGuard { _lock: self.write_lock.lock().await, wrote: &self.wrote, hiding }),
             _ => None,
         }
     }
