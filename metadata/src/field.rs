@@ -256,7 +256,17 @@ impl FieldDefinition {
 
     /// The SQL column: the api name, or `<name>_id` for a lookup.
     pub fn column(&self) -> String {
-        if self.field_type == FieldType::Lookup { format!("{}_id", self.name) } else { self.name.to_string() }
+        self.column_name().into_owned()
+    }
+
+    /// `column` without a copy of the name where it is the column (every type but a lookup),
+    /// for the loops that look a value up by column once per field of every record of a batch.
+    pub fn column_name(&self) -> std::borrow::Cow<'_, str> {
+        if self.field_type == FieldType::Lookup {
+            std::borrow::Cow::Owned(format!("{}_id", self.name))
+        } else {
+            std::borrow::Cow::Borrowed(self.name.as_str())
+        }
     }
 
     /// The GraphQL field name (`closeDate`).

@@ -29,4 +29,4 @@ pub use query::{Filter, FilterOp, NullsOrder, OrderKey, SortDirection};
 pub use registry::{Registry, ReverseRelation};
 pub use script::{MAX_SCRIPT_BYTES, MAX_SCRIPTS, ScriptDefinition, ScriptHook};
 pub use sensitive::{DEFAULT_COUNTRY_CODE, Mask, Sensitivity, blind_index_domain, normalise};
-pub use value::{Value, format_decimal, parse_decimal, valid_email};
+pub use value::{AsJson, Value, Values, format_decimal, parse_decimal, valid_email};

@@ -20,6 +20,36 @@ pub enum Value {
     Json(serde_json::Value),
 }
 
+/// A record's values keyed by column. Hashed with foldhash rather than the standard library's
+/// SipHash: the keys are the object's column names, not input chosen to collide, and every
+/// record of a batch or a page builds and reads such a map.
+pub type Values = std::collections::HashMap<String, Value, foldhash::fast::RandomState>;
+
+/// A value in its API representation (`Value::as_json`): decimals as exact strings, dates as
+/// ISO 8601, `JSON` as itself.
+#[derive(Debug, Clone, Copy)]
+pub struct AsJson<'a> {
+    value: &'a Value,
+    field: &'a FieldDefinition,
+}
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.value {
+            Value::Null => s.serialize_unit(),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Int(i) if self.field.field_type.is_decimal() => {
+                s.serialize_str(&format_decimal(*i, self.field.effective_scale()))
+            }
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Date(d) => s.collect_str(&d.format("%Y-%m-%d")),
+            Value::DateTime(d) => s.serialize_str(&d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            Value::Json(v) => v.serialize(s),
+        }
+    }
+}
+
 fn issue(field: &FieldDefinition, code: IssueCode, message: impl Into<String>) -> FieldIssue {
     FieldIssue::new(field.name.as_str(), code, message)
 }
@@ -234,17 +264,14 @@ impl Value {
 
     /// The API (JSON) representation of a stored value.
     pub fn to_json(&self, field: &FieldDefinition) -> serde_json::Value {
-        use serde_json::Value as J;
-        match self {
-            Value::Null => J::Null,
-            Value::Text(s) => J::String(s.clone()),
-            Value::Int(i) if field.field_type.is_decimal() => J::String(format_decimal(*i, field.effective_scale())),
-            Value::Int(i) => J::from(*i),
-            Value::Bool(b) => J::Bool(*b),
-            Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
-            Value::DateTime(d) => J::String(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            Value::Json(v) => v.clone(),
-        }
+        // Serialising these values into a `serde_json::Value` cannot fail: no map keys.
+        serde_json::to_value(self.as_json(field)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The API representation of `to_json`, serialised where it is written (an audit image's
+    /// text) rather than built as a `serde_json::Value` first.
+    pub fn as_json<'a>(&'a self, field: &'a FieldDefinition) -> AsJson<'a> {
+        AsJson { value: self, field }
     }
 
     /// Converts a stored value of `from` into the storage form of `to` for a type change,
@@ -337,6 +364,28 @@ mod tests {
         let f = field(FieldType::Currency);
         assert_eq!(Value::coerce(&f, &json!(0.1)).unwrap(), Value::Int(10));
         assert_eq!(Value::coerce(&f, &json!("0.20")).unwrap().to_json(&f), json!("0.20"));
+    }
+
+    #[test]
+    fn every_value_has_one_api_representation() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let at = date.and_hms_milli_opt(9, 30, 0, 250).unwrap().and_utc();
+        let cases = [
+            (FieldType::Text, Value::Null, json!(null)),
+            (FieldType::Text, Value::Text("客户 \"A\"\n".into()), json!("客户 \"A\"\n")),
+            (FieldType::Integer, Value::Int(-42), json!(-42)),
+            (FieldType::Currency, Value::Int(-5), json!("-0.05")),
+            (FieldType::Boolean, Value::Bool(true), json!(true)),
+            (FieldType::Date, Value::Date(date), json!("2026-12-01")),
+            (FieldType::Datetime, Value::DateTime(at), json!("2026-12-01T09:30:00.250Z")),
+            (FieldType::MultiPicklist, Value::Json(json!(["new"])), json!(["new"])),
+        ];
+        for (t, value, expected) in cases {
+            let f = field(t);
+            assert_eq!(value.to_json(&f), expected, "{t:?}");
+            let text = serde_json::to_string(&value.as_json(&f)).unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), expected, "{t:?}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use run::{RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError, ScriptI
 
 /// A record as scripts and the pipeline exchange it: column → value, as the store holds rows
 /// (`account_id` for a lookup `account`; system columns such as `id` and `owner_id` may be present).
-pub type Row = std::collections::HashMap<String, tessera_metadata::Value>;
+pub type Row = tessera_metadata::Values;
 
 // Refuses to compile when a crate in the build strips rhai of what the script host needs:
 // cargo unifies features, so one dependency turning on rhai's `only_i32`, `no_function` or

@@ -44,7 +44,7 @@ impl Caller {
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub id: String,
-    pub values: HashMap<String, Value>,
+    pub values: tessera_metadata::Values,
     /// Columns whose stored value could not be opened (a sensitive value that fails
     /// authentication): reported as an error for that value alone.
     pub broken: Vec<String>,

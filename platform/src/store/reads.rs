@@ -55,7 +55,7 @@ fn live() -> Expr {
 
 impl Store {
     pub(super) fn decode_record(&self, row: &QueryResult, columns: &[ReadColumn]) -> StoreResult<Record> {
-        let mut values = HashMap::with_capacity(columns.len());
+        let mut values = tessera_metadata::Values::with_capacity_and_hasher(columns.len(), Default::default());
         for (i, c) in columns.iter().enumerate() {
             values.insert(c.name.clone(), decode(row, i, c.storage, self.backend, &c.name)?);
         }

@@ -135,7 +135,7 @@ impl Store {
     ) -> DataResult<(Vec<(Row, Row)>, Vec<FieldIssue>)> {
         let scripts = self.scripts.scripts_of(registry, object)?;
         if !scripts.touches_saves() {
-            return Ok((jobs.into_iter().map(|j| (j.record, Row::new())).collect(), Vec::new()));
+            return Ok((jobs.into_iter().map(|j| (j.record, Row::default())).collect(), Vec::new()));
         }
         let runtime = self.scripts.clone();
         let chain = self.chain_of(caller);
@@ -590,7 +590,7 @@ pub struct TestRun {
 
 /// A sample record given as API values by field api name, coerced like input.
 fn sample_row(object: &ObjectDefinition, values: &serde_json::Map<String, serde_json::Value>) -> DataResult<Row> {
-    let mut row = Row::new();
+    let mut row = Row::default();
     let mut issues = Vec::new();
     for (name, json) in values {
         if name == "id" || name == "owner_id" {

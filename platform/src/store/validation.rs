@@ -21,7 +21,9 @@ pub(super) fn coerce_input(
     input: &RecordInput,
     creating: bool,
 ) -> Result<Row, Vec<FieldIssue>> {
-    let mut row = Row::new();
+    // Room for every field and the system columns a new record gets (`writes::new_row`).
+    let mut row =
+        Row::with_capacity_and_hasher(object.fields.len() + super::reads::SYSTEM_COLUMNS.len(), Default::default());
     let mut issues = Vec::new();
     for (name, json) in input {
         if name == "owner_id" {
@@ -70,10 +72,10 @@ pub(super) fn coerce_input(
     }
     if creating {
         for field in &object.fields {
-            let column = field.column();
+            let column = field.column_name();
             // A field given in the input (even one whose value was refused above) takes no
             // default and is not reported missing.
-            if row.contains_key(&column)
+            if row.contains_key(column.as_ref())
                 || input.contains_key(field.name.as_str())
                 || field.field_type == FieldType::AutoNumber
                 || field.is_formula()
@@ -82,7 +84,7 @@ pub(super) fn coerce_input(
             }
             match field.default() {
                 Ok(Some(v)) => {
-                    row.insert(column, v);
+                    row.insert(column.into_owned(), v);
                 }
                 Ok(None) if field.required => {
                     issues.push(FieldIssue::new(field.name.as_str(), IssueCode::Required, "is required").at(index))

@@ -78,26 +78,42 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// A validated record about to be written: field column → value.
-pub(super) type Row = HashMap<String, Value>;
+pub(super) type Row = tessera_metadata::Values;
 
-/// The audit image of a record: field api names → API values, in definition order.
+/// The audit image of a record: field api names → API values, in definition order, then the
+/// owner; with `only`, just those columns. Creates serialise it straight into their audit
+/// entries' text (`image_text`); other writes keep it as a JSON value (`image`).
+struct Image<'a> {
+    object: &'a ObjectDefinition,
+    values: &'a Row,
+    only: Option<&'a HashSet<String>>,
+}
+
+impl serde::Serialize for Image<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let wanted = |column: &str| self.only.is_none_or(|o| o.contains(column));
+        let mut map = s.serialize_map(None)?;
+        for f in &self.object.fields {
+            let column = f.column_name();
+            if let Some(v) = self.values.get(column.as_ref()).filter(|_| wanted(&column)) {
+                map.serialize_entry(f.name.as_str(), &v.as_json(f))?;
+            }
+        }
+        if let Some(Value::Text(owner)) = self.values.get("owner_id").filter(|_| wanted("owner_id")) {
+            map.serialize_entry("owner_id", owner)?;
+        }
+        map.end()
+    }
+}
+
+// Neither can fail: an image's keys are strings, and its values plain JSON.
 fn image(object: &ObjectDefinition, values: &Row, only: Option<&HashSet<String>>) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for f in &object.fields {
-        let column = f.column();
-        if only.is_some_and(|o| !o.contains(&column)) {
-            continue;
-        }
-        if let Some(v) = values.get(&column) {
-            map.insert(f.name.to_string(), v.to_json(f));
-        }
-    }
-    if only.is_none_or(|o| o.contains("owner_id"))
-        && let Some(Value::Text(owner)) = values.get("owner_id")
-    {
-        map.insert("owner_id".into(), serde_json::Value::String(owner.clone()));
-    }
-    serde_json::Value::Object(map)
+    serde_json::to_value(Image { object, values, only }).unwrap_or_default()
+}
+
+fn image_text(object: &ObjectDefinition, values: &Row) -> String {
+    serde_json::to_string(&Image { object, values, only: None }).unwrap_or_default()
 }
 
 /// `INSERT INTO table (columns) VALUES (…), (…)` with `values` row after row, written directly
@@ -222,7 +238,7 @@ impl Store {
                 Ok(r) => rows.push(r),
                 Err(mut e) => {
                     issues.append(&mut e);
-                    rows.push(Row::new());
+                    rows.push(Row::default());
                 }
             }
         }
@@ -253,21 +269,41 @@ impl Store {
         // the audit image then holds the same envelopes as the table.
         let finish = |(id, row, after): &mut (String, Row, Option<String>)| -> DataResult<()> {
             self.seal_row(object, id, row)?;
-            *after = auto_numbers.is_empty().then(|| image(object, row, None).to_string());
+            *after = auto_numbers.is_empty().then(|| image_text(object, row));
             Ok(())
         };
-        let fresh = |input: &Row| -> (String, Row, Option<String>) {
+        let fresh = |input: Row| -> (String, Row, Option<String>) {
             let (id, row) = new_row(caller, input, now);
             (id, row, None)
         };
         let prepare = |input: &Row| -> DataResult<(String, Row, Option<String>)> {
-            let mut prepared = fresh(input);
+            let mut prepared = fresh(input.clone());
             finish(&mut prepared)?;
             Ok(prepared)
         };
         // Ids in input order (they are the default sort), then sealing and audit images, the
-        // costly part, on two threads for large batches.
-        let mut prepared: Vec<(String, Row, Option<String>)> = rows.iter().map(fresh).collect();
+        // costly part, on two threads for large batches. Without an upsert, the inputs move
+        // into the new rows, and `rows` keeps only what is read after sealing: the values
+        // whose references and uniqueness are checked, and encrypted values in plain text,
+        // which the writer gets back. An upsert keeps whole inputs: some become updates.
+        let mut prepared: Vec<(String, Row, Option<String>)> = match upsert {
+            Some(_) => rows.iter().map(|r| fresh(r.clone())).collect(),
+            None => {
+                let kept: HashSet<String> = object
+                    .fields
+                    .iter()
+                    .filter(|f| f.field_type == FieldType::Lookup || f.unique || f.is_encrypted())
+                    .map(|f| f.column())
+                    .chain(["owner_id".to_string()])
+                    .collect();
+                let checked: Vec<Row> = rows
+                    .iter()
+                    .map(|r| r.iter().filter(|(c, _)| kept.contains(*c)).map(clone_entry).collect())
+                    .collect();
+                let inputs = std::mem::replace(&mut rows, checked);
+                inputs.into_iter().map(fresh).collect()
+            }
+        };
         on_two_threads(&mut prepared, finish)?;
         let early_inserts = (upsert.is_none() && auto_numbers.is_empty()).then(|| {
             let rows: Vec<&Row> = prepared.iter().map(|(_, row, _)| row).collect();
@@ -391,7 +427,7 @@ impl Store {
             for (f, start) in &numbers {
                 row.insert(f.column(), Value::Text(f.format_auto_number(start + n as i64)));
             }
-            afters.push(after.unwrap_or_else(|| image(object, &row, None).to_string()));
+            afters.push(after.unwrap_or_else(|| image_text(object, &row)));
             created
                 .push(AuditEntry::new("record", "create", Some(&caller.user_id)).on(object.name.as_str(), Some(&id)));
             new_rows.push((i, id, row));
@@ -869,9 +905,13 @@ fn checked_patch(caller: &Caller, object: &ObjectDefinition, input: &RecordInput
     }
 }
 
+fn clone_entry((column, value): (&String, &Value)) -> (String, Value) {
+    (column.clone(), value.clone())
+}
+
 /// A new record's row: the validated input plus its id and system columns.
-fn new_row(caller: &Caller, input: &Row, now: DateTime<Utc>) -> (String, Row) {
-    let mut row: Row = input.clone();
+fn new_row(caller: &Caller, input: Row, now: DateTime<Utc>) -> (String, Row) {
+    let mut row = input;
     let id = uuid::Uuid::now_v7().to_string();
     row.insert("id".into(), Value::Text(id.clone()));
     row.entry("owner_id".into()).or_insert_with(|| Value::Text(caller.user_id.clone()));

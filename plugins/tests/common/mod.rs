@@ -2,7 +2,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tessera_metadata::{
@@ -90,7 +89,7 @@ pub fn script(name: &str, hook: ScriptHook, order: i32, source: &str) -> ScriptD
 
 /// A deal row: amount 1234.50, quantity 2, stage won, ...
 pub fn row() -> Row {
-    let mut r = HashMap::new();
+    let mut r = Row::default();
     r.insert("id".to_string(), Value::Text("d1".into()));
     r.insert("owner_id".to_string(), Value::Text("u1".into()));
     r.insert("name".to_string(), Value::Text("Big deal".into()));
@@ -232,7 +231,7 @@ impl Host for FakeHost {
         }
         let mut records = self.records.lock().unwrap();
         let id = format!("new{}", records.len());
-        let mut r = Row::new();
+        let mut r = Row::default();
         r.insert("id".into(), Value::Text(id.clone()));
         self.apply(&mut r, &values)?;
         records.push((id.clone(), r.clone()));
