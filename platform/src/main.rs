@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-// mimalloc, set up by `tessera_alloc::tune` in `main` (see that crate for why).
+// mimalloc; the server hands its freed memory back when idle (see `tessera_alloc`).
 #[global_allocator]
 static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
@@ -107,7 +107,6 @@ impl ScriptArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tessera_alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();

@@ -1,41 +1,30 @@
 //! The allocator of Tessera's binaries: mimalloc (glibc's per-thread arenas fragment under many
-//! small short-lived allocations and keep what they free), with one setting changed.
+//! small short-lived allocations and keep what they free), and `release`, which hands the
+//! memory it holds freed back to the system.
 //!
-//! mimalloc hands pages freed by the program back to the system only after a delay, and only
-//! when the allocator runs again; its default delay is a second. A batch write allocates and
-//! frees several megabytes within milliseconds (the request, its rows, its statements), so an
-//! idle server kept up to the last second's worth of them: after a bulk load of 100,000
-//! records in batches of 1,000, 40 MB of its 105 MB resident memory was memory it had freed.
-//! `tune` shortens the delay to `PURGE_DELAY_MS`. Purging at once (0) measured 67 MB resident
-//! but loaded 10–15% slower, every freed page then being a system call; 50 ms measured 85 MB
-//! and no slower (see the README's performance section).
+//! mimalloc returns pages freed by the program to the system only after a delay (a second), and
+//! only when the allocator next runs. A batch write allocates and frees several megabytes
+//! within milliseconds (the request, its rows, its statements), so a server that falls idle
+//! after a bulk load keeps the last second's garbage: 40 MB of its 105 MB resident memory after
+//! 100,000 records in batches of 1,000. Shortening the delay (to 50 ms, as this crate first did)
+//! returned that memory, but a loading server then handed pages back and faulted them in again
+//! all the time: page faults and `madvise` were 12% of its request threads' CPU. So the delay
+//! keeps its default while the server works, and the server calls `release` when no request is
+//! in flight (`http::IdleRelease`).
 
-/// The global allocator to install (`#[global_allocator]`) in each binary that calls `tune`.
+/// The global allocator to install (`#[global_allocator]`) in each binary.
 pub use mimalloc::MiMalloc;
 
-/// How long freed memory stays with the allocator before it goes back to the system.
-pub const PURGE_DELAY_MS: std::ffi::c_long = 50;
-
-/// `mi_option_purge_delay` of mimalloc's `mi_option_e` (its Rust bindings do not name it; the
-/// position is the same in mimalloc 2 and 3).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Environment variable through which an operator sets the delay instead (mimalloc reads it at
-/// start-up); `tune` then leaves it alone.
-const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
-
-/// Sets the allocator's purge delay to `PURGE_DELAY_MS`, unless `MIMALLOC_PURGE_DELAY` set it.
-/// Call it first thing in `main`.
-pub fn tune() {
-    if std::env::var_os(PURGE_DELAY_ENV).is_some() {
-        return;
-    }
-    // SAFETY: `mi_option_set` stores an integer option, which mimalloc reads atomically
-    // whenever it schedules a purge; it has no preconditions on the caller and may be called
-    // at any time, from any thread.
+/// Hands every page the allocator holds freed back to the system now, whatever the purge
+/// delay. It takes a few milliseconds after a large load (a system call per freed range), so
+/// call it off the async workers (`spawn_blocking`), when the process is idle.
+pub fn release() {
+    // SAFETY: `mi_collect` frees the calling thread's empty pages and purges the arenas shared
+    // by all threads under mimalloc's own locks; it has no preconditions and may be called at
+    // any time, from any thread.
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        libmimalloc_sys::mi_collect(true);
     }
 }
 
@@ -43,28 +32,25 @@ pub fn tune() {
 mod tests {
     use super::*;
 
-    /// The allocator's purge delay now in force, in milliseconds.
-    fn purge_delay_ms() -> std::ffi::c_long {
-        // SAFETY: reads an integer option; no preconditions.
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
-        }
-    }
-
     #[global_allocator]
     static GLOBAL: MiMalloc = MiMalloc;
 
+    /// This process's resident anonymous memory, in KiB.
+    fn rss_anon_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
     #[test]
-    fn tune_shortens_the_purge_delay_unless_the_environment_sets_it() {
-        let before = purge_delay_ms();
-        tune();
-        if std::env::var_os(PURGE_DELAY_ENV).is_some() {
-            assert_eq!(purge_delay_ms(), before);
-        } else {
-            // mimalloc 3 starts at one second: the option at position 15 is the purge delay.
-            assert_eq!(before, 1_000);
-            assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
-        }
+    fn release_hands_freed_memory_back_without_waiting_for_the_purge_delay() {
+        // 64 MiB in 4 KiB blocks, each written so that its pages are resident, then freed.
+        let blocks: Vec<Vec<u8>> = (0..16_384).map(|i| vec![(i % 251) as u8 + 1; 4096]).collect();
+        assert!(blocks.iter().all(|b| b[4095] != 0));
+        drop(blocks);
+        let freed = rss_anon_kib();
+        release();
+        let released = rss_anon_kib();
+        assert!(freed.saturating_sub(released) >= 32 * 1024, "resident memory went from {freed} KiB to {released} KiB");
     }
 }

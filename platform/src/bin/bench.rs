@@ -38,7 +38,7 @@
 //! ```
 //! The targets were set for SQLite.
 
-// The same allocator as the `tessera` binary, tuned the same way (`main`), so the figures
+// The same allocator as the `tessera` binary (the server runs in this binary), so the figures
 // describe the real server.
 #[global_allocator]
 static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
@@ -1446,7 +1446,6 @@ async fn serve(database_url: String) -> BoxResult<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tessera_alloc::tune();
     if let Ok(database_url) = std::env::var(SERVE_ENV) {
         return match serve(database_url).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

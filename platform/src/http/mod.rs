@@ -18,14 +18,18 @@ use crate::graphql::data_schema::DataContext;
 use crate::graphql::{Caller, explain_forbidden};
 use crate::server::AppState;
 
+mod idle;
+
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
+    let idle = idle::IdleRelease::new(tessera_alloc::release);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/auth/login", post(login))
         .route("/graphql", post(data_api))
         .route("/graphql/metadata", post(metadata_api))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(idle, idle::track))
         .with_state(state)
 }
 
