@@ -92,7 +92,7 @@ pub fn input_json(field: &FieldDefinition, value: &GqlValue) -> serde_json::Valu
 /// The fields of an `…Input` type by GraphQL name (lookups by their `…Id` name), built once
 /// per request rather than once per record.
 pub struct InputFields<'a> {
-    by_name: std::collections::HashMap<String, &'a FieldDefinition>,
+    by_name: std::collections::HashMap<String, &'a FieldDefinition, foldhash::fast::RandomState>,
 }
 
 impl<'a> InputFields<'a> {
@@ -112,13 +112,13 @@ impl<'a> InputFields<'a> {
         for (name, v) in map {
             match self.by_name.get(name.as_str()) {
                 Some(f) => {
-                    out.insert(f.name.to_string(), input_json(f, v));
+                    out.insert(f.name.as_str().to_owned(), input_json(f, v));
                 }
                 None if name.as_str() == "owner" => {
                     out.insert("owner_id".into(), json_of(v));
                 }
                 None => {
-                    out.insert(name.to_string(), json_of(v));
+                    out.insert(name.as_str().to_owned(), json_of(v));
                 }
             }
         }

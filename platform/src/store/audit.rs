@@ -46,6 +46,21 @@ impl AuditEntry {
         self
     }
 
+    /// The entry without its images (which `append` writes as text).
+    fn header(&self) -> AuditEntry {
+        AuditEntry {
+            id: self.id.clone(),
+            at: self.at,
+            actor_id: self.actor_id.clone(),
+            category: self.category.clone(),
+            action: self.action.clone(),
+            object: self.object.clone(),
+            record_id: self.record_id.clone(),
+            before: None,
+            after: None,
+        }
+    }
+
     pub fn images(mut self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> AuditEntry {
         self.before = before;
         self.after = after;
@@ -72,15 +87,16 @@ const COLUMNS: [&str; 9] =
 /// be rolled back if this fails (see `insert_many`).
 pub async fn append<C: ConnectionTrait>(conn: &C, entries: &[AuditEntry], backend: DbBackend) -> StoreResult<()> {
     let text = |image: &Option<serde_json::Value>| image.as_ref().map(|j| j.to_string());
-    append_rows(conn, entries.iter().map(|e| (e, text(&e.before), text(&e.after))).collect(), backend).await
+    append_rows(conn, entries.iter().map(|e| (e.header(), text(&e.before), text(&e.after))).collect(), backend).await
 }
 
-/// `append` for entries whose images are given as JSON text, `(entry, before, after)`: a batch
-/// of creates serialises its images before it takes the writer lock, so that little but the
-/// entries' ids (which follow the order of commits) is made while other writers wait.
+/// `append` for entries whose images are given as JSON text, `(entry, before, after)` (the
+/// entries' own images are not written): a batch of creates serialises its images before it
+/// takes the writer lock, so that little but the entries' ids (which follow the order of
+/// commits) is made while other writers wait. The entries move into the statement.
 pub(super) async fn append_rows<C: ConnectionTrait>(
     conn: &C,
-    entries: Vec<(&AuditEntry, Option<String>, Option<String>)>,
+    entries: Vec<(AuditEntry, Option<String>, Option<String>)>,
     backend: DbBackend,
 ) -> StoreResult<()> {
     // 9 parameters per row keeps a statement of 500 rows well under SQLite's variable limit.
@@ -89,13 +105,13 @@ pub(super) async fn append_rows<C: ConnectionTrait>(
         let mut values = Vec::with_capacity(500 * COLUMNS.len());
         for (e, before, after) in entries.by_ref().take(500) {
             values.extend([
-                e.id.clone().into(),
+                e.id.into(),
                 e.at.into(),
-                sea_query::Value::String(e.actor_id.clone()),
-                e.category.clone().into(),
-                e.action.clone().into(),
-                sea_query::Value::String(e.object.clone()),
-                sea_query::Value::String(e.record_id.clone()),
+                sea_query::Value::String(e.actor_id),
+                e.category.into(),
+                e.action.into(),
+                sea_query::Value::String(e.object),
+                sea_query::Value::String(e.record_id),
                 sea_query::Value::String(before),
                 sea_query::Value::String(after),
             ]);

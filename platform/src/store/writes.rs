@@ -460,7 +460,7 @@ impl Store {
             let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
             out[i] = Some((updated, Some(rec)));
         }
-        let images = created.iter().zip(afters).map(|(e, after)| (e, None, Some(after))).collect();
+        let images = created.into_iter().zip(afters).map(|(e, after)| (e, None, Some(after))).collect();
         append_rows(&txn, images, self.backend).await?;
         append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
