@@ -93,38 +93,50 @@ pub async fn track(State(idle): State<Arc<IdleRelease>>, request: Request, next:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
-    static RELEASES: AtomicUsize = AtomicUsize::new(0);
+    /// When each release ran.
+    static RELEASES: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
 
-    fn count() {
-        RELEASES.fetch_add(1, Ordering::SeqCst);
+    fn record() {
+        RELEASES.lock().unwrap().push(Instant::now());
     }
 
-    async fn settle() {
-        tokio::time::sleep(GAP * 3).await;
+    fn releases() -> Vec<Instant> {
+        RELEASES.lock().unwrap().clone()
+    }
+
+    /// Waits (up to five seconds) until `n` releases have run.
+    async fn until_released(n: usize) {
+        for _ in 0..500 {
+            if releases().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]
     async fn releases_once_the_last_request_ends_and_at_most_once_per_gap() {
-        let idle = IdleRelease::new(count);
+        let idle = IdleRelease::new(record);
         let (a, b) = (idle.enter(), idle.enter());
         drop(a);
-        settle().await;
-        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "a request is still in flight");
+        tokio::time::sleep(GAP * 3).await;
+        assert!(releases().is_empty(), "a request is still in flight");
         drop(b);
-        settle().await;
-        assert_eq!(RELEASES.load(Ordering::SeqCst), 1, "the last request ended");
-        // Requests one after another: the first idle moment releases, and the moments after it
-        // within the gap share one release at its end.
+        until_released(1).await;
+        assert_eq!(releases().len(), 1, "the last request ended");
+        // Requests one after another, each leaving the server idle: the idle moments within
+        // the gap after the first release share one release, at the gap's end.
         for _ in 0..50 {
             drop(idle.enter());
+            tokio::task::yield_now().await;
         }
-        tokio::time::sleep(GAP / 10).await;
-        assert_eq!(RELEASES.load(Ordering::SeqCst), 2);
-        for _ in 0..50 {
-            drop(idle.enter());
-        }
-        settle().await;
-        assert_eq!(RELEASES.load(Ordering::SeqCst), 3);
+        until_released(2).await;
+        tokio::time::sleep(GAP * 3).await;
+        let at = releases();
+        assert_eq!(at.len(), 2, "one release for the fifty idle moments");
+        // The gap runs from when the first release started, a little before it was recorded.
+        assert!(at[1] - at[0] >= GAP / 2, "released again {:?} after the last release", at[1] - at[0]);
     }
 }
