@@ -155,6 +155,13 @@ impl TestServer {
 
     /// Posts a raw body to a path with the admin token; returns status and JSON body.
     pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let (status, text) = self.post_text(path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Posts a raw body to a path with the admin token; returns status and the body's text as
+    /// sent (for what parsing would hide, such as the order of fields).
+    pub async fn post_text(&self, path: &str, body: String) -> (u16, String) {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -164,9 +171,7 @@ impl TestServer {
             .send()
             .await
             .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (r.status().as_u16(), r.text().await.unwrap())
     }
 
     async fn graphql(&self, path: &str, query: &str, variables: Value) -> Value {

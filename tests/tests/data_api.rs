@@ -165,6 +165,25 @@ async fn unknown_id_reads_as_null() {
 }
 
 #[tokio::test]
+async fn response_fields_come_in_the_order_the_query_asks_for_them() {
+    each_backend!(|t| {
+        crm(&t).await;
+        let data = json!([{"name": "王芳", "firstName": "芳", "score": 3}]);
+        contacts(&t, data).await;
+        // Neither the query's order nor its reverse is alphabetical.
+        for (query, order) in [
+            ("{ contacts(first: 1) { nodes { score name firstName } } }", ["score", "name", "firstName"]),
+            ("{ contacts(first: 1) { nodes { firstName name score } } }", ["firstName", "name", "score"]),
+        ] {
+            let (status, text) = t.post_text("/graphql", json!({ "query": query }).to_string()).await;
+            assert_eq!(status, 200, "{text}");
+            let at: Vec<usize> = order.iter().map(|f| text.find(&format!("\"{f}\"")).unwrap()).collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "{query} answered {text}");
+        }
+    });
+}
+
+#[tokio::test]
 async fn batch_create_is_all_or_nothing_with_indexed_field_errors() {
     each_backend!(|t| {
         crm(&t).await;

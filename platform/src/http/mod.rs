@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Json};
+use axum::response::{IntoResponse, Json, Response as HttpResponse};
 use axum::routing::{get, post};
 use serde_json::json;
 
@@ -115,8 +115,10 @@ fn parse_request(body: &Bytes) -> Result<async_graphql::Request, (StatusCode, Js
 }
 
 /// Every error reaching a client carries a code: errors raised by GraphQL itself (syntax,
-/// validation, depth and complexity limits, argument coercion) are the client's input.
-fn with_codes(mut response: Response) -> serde_json::Value {
+/// validation, depth and complexity limits, argument coercion) are the client's input. The
+/// response is then written as it is, its fields in the order the query asked for them (as the
+/// GraphQL specification requires; a `serde_json::Value` in between would sort them by name).
+fn with_codes(mut response: Response) -> HttpResponse {
     for e in &mut response.errors {
         let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
         if !has_code {
@@ -125,24 +127,25 @@ fn with_codes(mut response: Response) -> serde_json::Value {
             e.extensions = Some(ext);
         }
     }
-    serde_json::to_value(&response).unwrap_or_else(|_| error_body("INTERNAL_SERVER_ERROR", "internal error"))
+    Json(response).into_response()
 }
 
-async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> HttpResponse {
     let mut caller = match caller(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     caller.request_id = Some(request_id(&headers));
     // One snapshot for the whole request: a metadata change meanwhile does not affect it.
     let snapshot = state.metadata.current();
     caller.access = state.access.profile(&caller.roles, &snapshot.registry).await;
     let Ok(schema) = snapshot.schema_for(&caller.access) else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error")));
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error")))
+            .into_response();
     };
     let access = caller.access.clone();
     // Kept to explain validation errors caused by the caller's narrower schema.
@@ -153,25 +156,28 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             if !response.errors.is_empty() {
                 explain_forbidden(&mut response, &query, &snapshot.registry, &access);
             }
-            (StatusCode::OK, Json(with_codes(response)))
+            with_codes(response)
         }
-        Err(_) => (StatusCode::OK, Json(error_body("TIMEOUT", "the request took too long and was cancelled"))),
+        Err(_) => {
+            (StatusCode::OK, Json(error_body("TIMEOUT", "the request took too long and was cancelled"))).into_response()
+        }
     }
 }
 
-async fn metadata_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn metadata_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> HttpResponse {
     let mut caller = match caller(&state, &headers).await {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     caller.request_id = Some(request_id(&headers));
     if !caller.is_admin() {
-        return (StatusCode::FORBIDDEN, Json(error_body("FORBIDDEN", "the metadata API is for admins")));
+        return (StatusCode::FORBIDDEN, Json(error_body("FORBIDDEN", "the metadata API is for admins")))
+            .into_response();
     }
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let response = state.metadata_schema.execute(request.data(caller)).await;
-    (StatusCode::OK, Json(with_codes(response)))
+    with_codes(response)
 }
