@@ -12,7 +12,8 @@
 //!   the bench's server runs with `max_batch` 1,000, where the API's default cap is 500; the
 //!   request bodies are built before the clock starts);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
-//! - (f) VmRSS of the server process after the load, split into allocated (`RssAnon`, which
+//! - (f) VmRSS of the server process after the load, once it has been idle for `RSS_SETTLE`
+//!   (it hands freed memory back when idle), split into allocated (`RssAnon`, which
 //!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
 //!   and the database file if a connection maps it with `mmap_size`).
 //! - (g) the list query of (a) over `lead`s (contact-shaped, as many as contacts, owned
@@ -352,6 +353,9 @@ async fn create_schema(api: &Api) -> BoxResult<()> {
 async fn create_batch(api: &Api, plural: &str, input: &str, rows: Vec<Json>) -> BoxResult<Vec<String>> {
     send_batch(api, batch_body(plural, input, rows, usize::from(DEFAULT_MAX_BATCH))?).await
 }
+
+/// How long the server is left idle after the load before (f) reads its resident memory.
+const RSS_SETTLE: Duration = Duration::from_millis(250);
 
 /// The batch cap the bench's server runs with, so that figure (d) loads through `createContacts`
 /// batches of 1,000 as the issue sets it (the default cap, 500, would refuse them).
@@ -1220,6 +1224,9 @@ async fn run(args: Args) -> BoxResult<()> {
     let account_ids = load_accounts(&api, &args).await?;
     let (contact_ids, insert_rate) = load(&api, &args, ("Contacts", "ContactInput"), &account_ids, &[]).await?;
     eprintln!("loaded: {insert_rate:.0} rows/s");
+    // The server hands freed memory back once no request is in flight (`http::idle`), on its
+    // blocking pool: the reading waits for that to have run.
+    tokio::time::sleep(RSS_SETTLE).await;
     let rss = proc_status_mib(server.pid, "VmRSS:");
     let rss_anon = proc_status_mib(server.pid, "RssAnon:");
     let rss_file = proc_status_mib(server.pid, "RssFile:");
