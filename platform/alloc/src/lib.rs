@@ -10,7 +10,7 @@
 //! returned that memory, but a loading server then handed pages back and faulted them in again
 //! all the time: page faults and `madvise` were 12% of its request threads' CPU. So the delay
 //! keeps its default while the server works, and the server calls `release` when no request is
-//! in flight (`http::IdleRelease`).
+//! in flight (`http::idle::IdleRelease` in the platform crate).
 
 /// The global allocator to install (`#[global_allocator]`) in each binary.
 pub use mimalloc::MiMalloc;

@@ -97,6 +97,18 @@ pub(super) fn coerce_input(
     if issues.is_empty() { Ok(row) } else { Err(issues) }
 }
 
+/// The columns of a row that `check_references` and `check_unique` read: lookups, the owner
+/// and unique fields. A batch of creates keeps only these of each input once the rest has
+/// moved into the rows it inserts.
+pub(super) fn checked_columns(object: &ObjectDefinition) -> impl Iterator<Item = String> + '_ {
+    object
+        .fields
+        .iter()
+        .filter(|f| f.field_type == FieldType::Lookup || f.unique)
+        .map(|f| f.column())
+        .chain(["owner_id".to_string()])
+}
+
 impl Store {
     /// Checks that every lookup id names a live record of its target, and every owner a user.
     pub(super) async fn check_references(

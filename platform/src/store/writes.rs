@@ -17,7 +17,7 @@ use super::codec::{Storage, storage, to_sql};
 use super::filter::condition;
 use super::reads::{SYSTEM_COLUMNS, read_columns};
 use super::scripts::SaveJob;
-use super::validation::coerce_input;
+use super::validation::{checked_columns, coerce_input};
 use super::{Store, StoreError, enforce};
 use crate::graphql::{Caller, DataError, DataResult, Record, RecordInput, Upsert};
 
@@ -289,13 +289,8 @@ impl Store {
         let mut prepared: Vec<(String, Row, Option<String>)> = match upsert {
             Some(_) => rows.iter().map(|r| fresh(r.clone())).collect(),
             None => {
-                let kept: HashSet<String> = object
-                    .fields
-                    .iter()
-                    .filter(|f| f.field_type == FieldType::Lookup || f.unique || f.is_encrypted())
-                    .map(|f| f.column())
-                    .chain(["owner_id".to_string()])
-                    .collect();
+                let encrypted = object.fields.iter().filter(|f| f.is_encrypted()).map(|f| f.column());
+                let kept: HashSet<String> = checked_columns(object).chain(encrypted).collect();
                 let checked: Vec<Row> = rows
                     .iter()
                     .map(|r| r.iter().filter(|(c, _)| kept.contains(*c)).map(clone_entry).collect())
