@@ -1105,6 +1105,14 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Bytes a process has passed to write calls, and the number of those calls (`wchar` and
+/// `syscw` of `/proc/<pid>/io`); `None` off Linux.
+fn proc_io(pid: u32) -> Option<[f64; 2]> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |key: &str| io.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<f64>().ok());
+    Some([field("wchar:")?, field("syscw:")?])
+}
+
 /// `utime`, `stime`, `cutime` and `cstime` of a process (fields 14–17 of `/proc/<pid>/stat`), in
 /// clock ticks: its own CPU time, then that of its children that have exited and been waited for.
 fn proc_cpu_ticks(pid: u32) -> Option<[f64; 4]> {
@@ -1222,8 +1230,17 @@ async fn run(args: Args) -> BoxResult<()> {
     create_schema(&api).await?;
     eprintln!("loading {} accounts and {} contacts…", args.accounts, args.contacts);
     let account_ids = load_accounts(&api, &args).await?;
+    let (cpu_before, io_before) = (proc_cpu_secs(server.pid), proc_io(server.pid));
     let (contact_ids, insert_rate) = load(&api, &args, ("Contacts", "ContactInput"), &account_ids, &[]).await?;
-    eprintln!("loaded: {insert_rate:.0} rows/s");
+    let per_row = |a: f64, b: f64| (b - a) / args.contacts as f64;
+    let cpu = cpu_before.zip(proc_cpu_secs(server.pid)).map(|(a, b)| per_row(a, b) * 1e6);
+    let io = io_before.zip(proc_io(server.pid)).map(|(a, b)| [0, 1].map(|i| per_row(a[i], b[i])));
+    eprintln!(
+        "loaded: {insert_rate:.0} rows/s; server CPU {:.1} µs/row, wrote {:.1} KiB/row in {:.2} calls/row",
+        cpu.unwrap_or(f64::NAN),
+        io.map_or(f64::NAN, |io| io[0] / 1024.0),
+        io.map_or(f64::NAN, |io| io[1])
+    );
     // The server hands freed memory back once no request is in flight (`http::idle`), on its
     // blocking pool: the reading waits for that to have run.
     tokio::time::sleep(RSS_SETTLE).await;
