@@ -11,6 +11,12 @@
 //! all the time: page faults and `madvise` were 12% of its request threads' CPU. So the delay
 //! keeps its default while the server works, and the server calls `release` when no request is
 //! in flight (`http::idle::IdleRelease` in the platform crate).
+//!
+//! SQLite allocates through mimalloc too, once the store has called `route_sqlite`.
+
+mod sqlite;
+
+pub use sqlite::route_sqlite;
 
 /// The global allocator to install (`#[global_allocator]`) in each binary.
 pub use mimalloc::MiMalloc;

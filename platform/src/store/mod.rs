@@ -212,6 +212,9 @@ impl Store {
         let statements = Arc::new(AtomicU64::new(0));
         let (db, writer) = match backend {
             DbBackend::Sqlite => {
+                if !tessera_alloc::route_sqlite() {
+                    tracing::warn!("SQLite was in use before the store opened it: it keeps the C library's allocator");
+                }
                 // Readers share a small pool; every write transaction goes through one
                 // connection of its own (SQLite has one writer anyway), whose page cache then
                 // stays valid from one write to the next instead of being discarded whenever
