@@ -161,7 +161,9 @@ async fn connect_sqlite(
     statements: &Arc<AtomicU64>,
 ) -> StoreResult<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
-    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
+    // A pooled SQLite connection is a file handle in this process: nothing between here and the
+    // file can drop it, so it is not pinged (a round trip to its worker thread) on every acquire.
+    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30)).test_before_acquire(false);
     options.max_connections(connections).min_connections(1).map_sqlx_sqlite_opts(move |o| {
         use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
         o.create_if_missing(true)
