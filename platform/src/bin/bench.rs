@@ -1248,13 +1248,12 @@ async fn run(args: Args) -> BoxResult<()> {
     let (contact_ids, insert_rate) = load(&api, &args, ("Contacts", "ContactInput"), &account_ids, &[]).await?;
     let per_row = |a: f64, b: f64| (b - a) / args.contacts as f64;
     let cpu = cpu_before.zip(proc_cpu_secs(server.pid)).map(|(a, b)| per_row(a, b) * 1e6);
-    let io = io_before.zip(proc_io(server.pid)).map(|(a, b)| [0, 1].map(|i| per_row(a[i], b[i])));
-    eprintln!(
-        "loaded: {insert_rate:.0} rows/s; server CPU {:.1} µs/row, wrote {:.1} KiB/row in {:.2} calls/row",
-        cpu.unwrap_or(f64::NAN),
-        io.map_or(f64::NAN, |io| io[0] / 1024.0),
-        io.map_or(f64::NAN, |io| io[1])
-    );
+    // On PostgreSQL the database's own processes write, not the server.
+    let io = io_before.zip(proc_io(server.pid)).filter(|_| !store.is_postgres());
+    let wrote = io.map_or(String::new(), |(a, b)| {
+        format!(", wrote {:.1} KiB/row in {:.2} calls/row", per_row(a[0], b[0]) / 1024.0, per_row(a[1], b[1]))
+    });
+    eprintln!("loaded: {insert_rate:.0} rows/s; server CPU {:.1} µs/row{wrote}", cpu.unwrap_or(f64::NAN));
     // The server hands freed memory back once no request is in flight (`http::idle`), on its
     // blocking pool: the reading waits for that to have run.
     tokio::time::sleep(RSS_SETTLE).await;
