@@ -22,10 +22,11 @@ fn to_size(n: c_int) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
-// SAFETY (all six): SQLite calls these as its `sqlite3_mem_methods`, only with pointers that
-// `x_malloc` or `x_realloc` returned (and has not freed) and with positive sizes, which is
-// exactly what mimalloc's functions of the same names require. mimalloc's blocks are aligned
-// to at least 16 bytes, more than the 8 SQLite needs.
+// SAFETY (the four `unsafe` functions below): SQLite calls them as its `sqlite3_mem_methods`,
+// only with pointers that `x_malloc` or `x_realloc` returned (and it has not freed) and with
+// positive sizes, which is what mimalloc's functions of the same names require, from any
+// thread (mimalloc takes frees from threads other than the allocating one). mimalloc's blocks
+// are aligned to at least 16 bytes, more than the 8 SQLite needs.
 #[allow(unsafe_code)]
 unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
     unsafe { mi::mi_malloc(to_size(n)) }
