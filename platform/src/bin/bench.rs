@@ -14,8 +14,9 @@
 //!   request bodies are built before the clock starts);
 //! - (e) time from `createField` until a query selecting the new field succeeds;
 //! - (f) VmRSS of the server process after the load, once it has been idle for `RSS_SETTLE`
-//!   (it hands freed memory back when idle), split into allocated (`RssAnon`, which
-//!   includes SQLite's page caches) and mapped file pages (`RssFile`: the binary and libraries,
+//!   (it hands freed memory back when idle, and empties SQLite's page caches once it has had
+//!   no request for half a second), split into allocated (`RssAnon`, which includes SQLite's
+//!   page caches) and mapped file pages (`RssFile`: the binary and libraries,
 //!   and the database file if a connection maps it with `mmap_size`).
 //! - (g) the list query of (a) over `lead`s (contact-shaped, as many as contacts, owned
 //!   round-robin by a hierarchy of `--users` (1,000) users: a 20-level chain with a 3-ary tree
@@ -368,8 +369,9 @@ async fn create_batch(api: &Api, plural: &str, input: &str, rows: Vec<Json>) -> 
     send_batch(api, batch_body(plural, input, rows, usize::from(DEFAULT_MAX_BATCH))?).await
 }
 
-/// How long the server is left idle after the load before (f) reads its resident memory.
-const RSS_SETTLE: Duration = Duration::from_millis(250);
+/// How long the server is left idle after the load before (f) reads its resident memory: past
+/// the half second after which it empties SQLite's page caches (`http::idle::SETTLED`).
+const RSS_SETTLE: Duration = Duration::from_millis(1000);
 
 /// The batch cap the bench's server runs with, so that figure (d) loads through `createContacts`
 /// batches of 1,000 as the issue sets it (the default cap, 500, would refuse them).
@@ -1254,8 +1256,8 @@ async fn run(args: Args) -> BoxResult<()> {
         format!(", wrote {:.1} KiB/row in {:.2} calls/row", per_row(a[0], b[0]) / 1024.0, per_row(a[1], b[1]))
     });
     eprintln!("loaded: {insert_rate:.0} rows/s; server CPU {:.1} µs/row{wrote}", cpu.unwrap_or(f64::NAN));
-    // The server hands freed memory back once no request is in flight (`http::idle`), on its
-    // blocking pool: the reading waits for that to have run.
+    // The server hands freed memory back once no request is in flight, and empties SQLite's
+    // page caches once none has come for a while (`http::idle`): the reading waits for both.
     tokio::time::sleep(RSS_SETTLE).await;
     let rss = proc_status_mib(server.pid, "VmRSS:");
     let rss_anon = proc_status_mib(server.pid, "RssAnon:");

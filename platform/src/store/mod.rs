@@ -392,6 +392,28 @@ impl Store {
     }
 
     /// How many SQL statements this store has executed.
+    /// Empties SQLite's page caches (`PRAGMA shrink_memory`) on the writer connection and on
+    /// each reader connection not in use, so that an idle server holds no copy of pages the
+    /// operating system caches anyway; the next query reads what it needs again. Nothing on
+    /// PostgreSQL, whose caches live in its own processes.
+    pub async fn shrink_caches(&self) {
+        if self.backend != DbBackend::Sqlite {
+            return;
+        }
+        let mut idle = Vec::new();
+        for db in [&self.writer, &self.db] {
+            let pool = db.get_sqlite_connection_pool();
+            while let Some(connection) = pool.try_acquire() {
+                idle.push(connection);
+            }
+        }
+        for connection in &mut idle {
+            if let Err(e) = sea_orm::sqlx::query("PRAGMA shrink_memory").execute(&mut **connection).await {
+                tracing::warn!(error = %e, "cannot empty an SQLite page cache");
+            }
+        }
+    }
+
     pub fn statements_executed(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
