@@ -391,7 +391,6 @@ impl Store {
         tracing::warn!("readers kept the write-ahead log busy; old page versions stay until the next checkpoint");
     }
 
-    /// How many SQL statements this store has executed.
     /// Empties SQLite's page caches (`PRAGMA shrink_memory`) on the writer connection and on
     /// each reader connection not in use, so that an idle server holds no copy of pages the
     /// operating system caches anyway; the next query reads what it needs again. Nothing on
@@ -414,6 +413,7 @@ impl Store {
         }
     }
 
+    /// How many SQL statements this store has executed.
     pub fn statements_executed(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
