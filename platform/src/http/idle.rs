@@ -27,7 +27,7 @@ const GAP: Duration = Duration::from_millis(100);
 /// How long no request must have come before the caches are emptied (`IdleRelease::settled`).
 pub const SETTLED: Duration = Duration::from_millis(500);
 
-/// What runs once the server has settled: empties caches and hands the memory back.
+/// What runs once the server has settled, before the memory is released: empties caches.
 pub type Settle = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Counts requests in flight and releases memory when the count falls to zero.
@@ -49,7 +49,8 @@ pub struct IdleRelease {
 
 impl IdleRelease {
     /// `release` hands the memory back (`tessera_alloc::release`); it runs on the blocking pool.
-    /// `settle` runs once no request has come for `settled`.
+    /// Once no request has come for `settled`, `settle` runs and then `release` again, for what
+    /// `settle` freed.
     pub fn new(release: fn(), settled: Duration, settle: Settle) -> Arc<IdleRelease> {
         Arc::new(IdleRelease {
             in_flight: AtomicUsize::new(0),
@@ -103,10 +104,8 @@ impl IdleRelease {
             }
         });
     }
-}
 
-impl IdleRelease {
-    /// Waits until no request has come for `settled`, then runs `settle`.
+    /// Waits until no request has come for `settled`, then runs `settle` and `release`.
     async fn settle_when_quiet(self: Arc<Self>) {
         loop {
             let seen = self.begun.load(Ordering::Acquire);
@@ -115,6 +114,7 @@ impl IdleRelease {
             self.settling.store(false, Ordering::Release);
             if quiet {
                 (self.settle)().await;
+                let _ = tokio::task::spawn_blocking(self.release).await;
                 return;
             }
             // A request came meanwhile. If one is still in flight, the last to end starts the
@@ -158,10 +158,10 @@ mod tests {
         RELEASES.lock().unwrap().clone()
     }
 
-    /// Waits (up to five seconds) until `n` releases have run.
-    async fn until_released(n: usize) {
+    /// Waits (up to five seconds) until `done` holds.
+    async fn until(done: impl Fn() -> bool) {
         for _ in 0..500 {
-            if releases().len() >= n {
+            if done() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -180,7 +180,7 @@ mod tests {
         tokio::time::sleep(GAP * 3).await;
         assert!(releases().is_empty(), "a request is still in flight");
         drop(b);
-        until_released(1).await;
+        until(|| !releases().is_empty()).await;
         assert_eq!(releases().len(), 1, "the last request ended");
         // Requests one after another, each leaving the server idle: the idle moments within
         // the gap after the first release share one release, at the gap's end.
@@ -188,7 +188,7 @@ mod tests {
             drop(idle.enter());
             tokio::task::yield_now().await;
         }
-        until_released(2).await;
+        until(|| releases().len() >= 2).await;
         tokio::time::sleep(GAP * 3).await;
         let at = releases();
         assert_eq!(at.len(), 2, "one release for the fifty idle moments");
@@ -214,20 +214,12 @@ mod tests {
             })
         });
         let idle = IdleRelease::new(|| {}, spell, settle);
-        let until_settled = |n: usize| async move {
-            for _ in 0..500 {
-                if settled_times() >= n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
         let (a, b) = (idle.enter(), idle.enter());
         drop(a);
         tokio::time::sleep(spell * 2).await;
         assert_eq!(settled_times(), 0, "a request is still in flight");
         drop(b);
-        until_settled(1).await;
+        until(|| settled_times() >= 1).await;
         assert_eq!(settled_times(), 1, "the last request ended");
         // Requests one after another, each leaving the server idle for a moment: it does not
         // settle while they come, and settles once after the last.
@@ -236,7 +228,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(settled_times(), 1, "settled between requests a client sent one after another");
-        until_settled(2).await;
+        until(|| settled_times() >= 2).await;
         tokio::time::sleep(spell * 2).await;
         assert_eq!(settled_times(), 2, "settled once after the last of them");
     }

@@ -23,13 +23,10 @@ mod idle;
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
     let store = state.store.clone();
-    // Once settled, the server empties SQLite's page caches and hands back what that freed.
+    // Once settled, the server empties SQLite's page caches (and then releases what that freed).
     let settle: idle::Settle = Arc::new(move || {
         let store = store.clone();
-        Box::pin(async move {
-            store.shrink_caches().await;
-            let _ = tokio::task::spawn_blocking(tessera_alloc::release).await;
-        })
+        Box::pin(async move { store.shrink_caches().await })
     });
     let idle = idle::IdleRelease::new(tessera_alloc::release, idle::SETTLED, settle);
     Router::new()
