@@ -289,11 +289,13 @@ impl Store {
         let mut prepared: Vec<(String, Row, Option<String>)> = match upsert {
             Some(_) => rows.iter().map(|r| fresh(r.clone())).collect(),
             None => {
+                // A handful of columns, each looked up in every row (not every column of every
+                // row tested against them).
                 let encrypted = object.fields.iter().filter(|f| f.is_encrypted()).map(|f| f.column());
-                let kept: HashSet<String> = checked_columns(object).chain(encrypted).collect();
+                let kept: Vec<String> = checked_columns(object).chain(encrypted).collect();
                 let checked: Vec<Row> = rows
                     .iter()
-                    .map(|r| r.iter().filter(|(c, _)| kept.contains(*c)).map(clone_entry).collect())
+                    .map(|r| kept.iter().filter_map(|c| Some((c.clone(), r.get(c)?.clone()))).collect())
                     .collect();
                 let inputs = std::mem::replace(&mut rows, checked);
                 inputs.into_iter().map(fresh).collect()
@@ -898,10 +900,6 @@ fn checked_patch(caller: &Caller, object: &ObjectDefinition, input: &RecordInput
             Err(DataError::invalid_fields(issues))
         }
     }
-}
-
-fn clone_entry((column, value): (&String, &Value)) -> (String, Value) {
-    (column.clone(), value.clone())
 }
 
 /// A new record's row: the validated input plus its id and system columns.
