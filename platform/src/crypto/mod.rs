@@ -298,7 +298,10 @@ impl KeyRing {
     pub fn encrypt(&self, aad: Aad<'_>, plaintext: &str) -> String {
         match self.ciphers.get(&self.active) {
             Some(cipher) => {
-                let mut out = envelope_prefix(self.active);
+                // The prefix and the base64 text in one allocation, sized up front.
+                let sealed = NONCE_BYTES + plaintext.len() + TAG_BYTES;
+                let mut out = String::with_capacity(12 + sealed.div_ceil(3) * 4);
+                out.push_str(&envelope_prefix(self.active));
                 seal_into(&mut out, cipher, &aad.bytes(), plaintext.as_bytes());
                 out
             }

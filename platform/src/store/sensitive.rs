@@ -316,32 +316,23 @@ impl Store {
     pub(super) fn seal_row(&self, object: &ObjectDefinition, record_id: &str, row: &mut Row) -> DataResult<()> {
         let mut ring: Option<std::sync::Arc<KeyRing>> = None;
         for f in object.fields.iter().filter(|f| f.is_encrypted()) {
-            let column = f.column();
-            let Some(value) = row.get(&column) else { continue };
-            let sealed = match value {
+            // The envelope replaces the plaintext in place: no new key, no second hashing.
+            let Some(slot) = row.get_mut(f.column_name().as_ref()) else { continue };
+            let index = match slot {
                 Value::Text(plain) => {
                     let ring = match &ring {
                         Some(r) => r.clone(),
                         None => ring.insert(self.key_ring()?).clone(),
                     };
-                    let index = f.is_searchable().then(|| ring.blind_index(f.field_type, plain));
+                    let index = f.is_searchable().then(|| Value::Int(ring.blind_index(f.field_type, plain)));
                     let aad = Aad { object: object.name.as_str(), field: f.name.as_str(), record_id };
-                    Some((ring.encrypt(aad, plain), index))
+                    *plain = ring.encrypt(aad, plain);
+                    index
                 }
                 _ => None,
             };
-            match sealed {
-                Some((envelope, index)) => {
-                    row.insert(column, Value::Text(envelope));
-                    if let Some(index) = index {
-                        row.insert(f.blind_index_column(), Value::Int(index));
-                    }
-                }
-                None => {
-                    if f.is_searchable() {
-                        row.insert(f.blind_index_column(), Value::Null);
-                    }
-                }
+            if f.is_searchable() {
+                row.insert(f.blind_index_column(), index.unwrap_or(Value::Null));
             }
         }
         Ok(())
@@ -457,9 +448,12 @@ impl Store {
             for (i, ((f, column), converting)) in fields.iter().zip(&converting).enumerate() {
                 let Some(Value::Text(stored)) = record.values.get(column) else { continue };
                 let own_input = supplied.is_some_and(|s| s.contains(column));
+                // A record just written holds the writer's own values, not envelopes: they are
+                // shown as they are, neither masked nor logged.
+                if own_input && crate::crypto::envelope_version(stored).is_none() {
+                    continue;
+                }
                 let plain = match &ring {
-                    // A record just created holds the writer's own values, not envelopes.
-                    Some(_) if own_input && crate::crypto::envelope_version(stored).is_none() => stored.clone(),
                     Some(ring) if f.is_encrypted() || *converting => {
                         match open_value(ring, name, f, &record.id, stored, *converting || !f.is_encrypted()) {
                             Ok(Some(p)) => p,

@@ -439,13 +439,21 @@ impl Store {
                 return Err(self.insert_failure(e, caller, registry, object, &all).await);
             }
         }
-        let encrypted: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.is_encrypted()).collect();
+        // The writer gets back the values they gave, not the envelopes stored for them (and no
+        // blind indexes): moved from `rows`, which new records need no more, into place.
+        let encrypted: Vec<(String, Option<String>)> = object
+            .fields
+            .iter()
+            .filter(|f| f.is_encrypted())
+            .map(|f| (f.column(), f.is_searchable().then(|| f.blind_index_column())))
+            .collect();
         for (i, id, mut values) in new_rows {
-            // The writer gets back the values they gave, not the envelopes stored for them.
-            for f in &encrypted {
-                values.remove(&f.blind_index_column());
-                if let Some(given) = rows[i].get(&f.column()) {
-                    values.insert(f.column(), given.clone());
+            for (column, blind_index) in &encrypted {
+                if let Some(blind_index) = blind_index {
+                    values.remove(blind_index);
+                }
+                if let (Some(slot), Some(given)) = (values.get_mut(column), rows[i].get_mut(column)) {
+                    *slot = std::mem::replace(given, Value::Null);
                 }
             }
             out[i] = Some((Record { id, values, broken: Vec::new() }, None));
