@@ -278,6 +278,52 @@ async fn masks_per_role_and_logs_every_unmasked_read() {
 }
 
 #[tokio::test]
+async fn writers_see_unmasked_only_the_values_each_record_was_given() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        // A rule fills in an ID number the writer left out: a value they did not give.
+        let r = t
+            .meta(
+                "mutation($i: ScriptInput!) { setScript(object: \"customer\", input: $i) { name } }",
+                json!({"i": {"name": "fill_id", "hook": "BEFORE_SAVE", "order": 0,
+                    "source": "if record.id_number == () { record.id_number = \"110101198001010011\"; }"}}),
+            )
+            .await;
+        assert!(r.get("errors").is_none(), "{r}");
+        t.role("agent").await;
+        t.grant("agent", "customer", "create read", "ALL").await;
+        let (_, agent) = t.user("agent@example.com", &["agent"], None).await;
+        // In one batch, the first record is given an ID number and the second is not: only the
+        // first comes back as written.
+        let r = t
+            .data_ok_as(
+                &agent,
+                "mutation { createCustomers(data: [{name: \"A\", phone: \"13700000001\", idNumber: \"110101199003070000\"},
+                    {name: \"B\", phone: \"13700000002\"}]) { name phone idNumber } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            r["createCustomers"],
+            json!([
+                {"name": "A", "phone": "13700000001", "idNumber": "110101199003070000"},
+                {"name": "B", "phone": "13700000002", "idNumber": "1101**********0011"},
+            ])
+        );
+        let r = t
+            .data_ok_as(
+                &agent,
+                "mutation { createCustomer(data: {name: \"C\", phone: \"13700000003\"}) { idNumber } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(r["createCustomer"]["idNumber"], "1101**********0011");
+        let r = t.data_ok("{ customers(filter: {name: {eq: \"B\"}}) { nodes { idNumber } } }", json!({})).await;
+        assert_eq!(r["customers"]["nodes"][0]["idNumber"], "110101198001010011", "the rule's value is stored");
+    });
+}
+
+#[tokio::test]
 async fn searchable_fields_find_normalised_values_and_stay_unique() {
     each_backend!(|t| {
         customer_object(&t).await;

@@ -1,21 +1,17 @@
 //! The store as the data API's `RecordStore`: every call is bounded by the caller's access
 //! (`enforce`) before it reaches SQL.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_metadata::{Action, Filter, ObjectDefinition, Registry};
 
+use super::sensitive::Supplied;
 use super::{Store, Via, enforce};
 use crate::graphql::{
     AggregateQuery, AggregateRow, Caller, DataError, DataResult, ListQuery, Page, Record, RecordInput, RecordStore,
     Upsert,
 };
-
-/// The columns that the inputs of a write give values for: returned to the writer as given.
-fn supplied_columns(object: &ObjectDefinition, inputs: &[RecordInput]) -> HashSet<String> {
-    inputs.iter().flat_map(|i| i.keys()).filter_map(|k| object.field(k)).map(|f| f.column()).collect()
-}
 
 /// Rows of a page; the API layer caps `first`/`last` before calling.
 fn page_limit(query: &ListQuery) -> u64 {
@@ -135,7 +131,7 @@ impl RecordStore for Store {
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
-        let supplied = supplied_columns(object, &inputs);
+        let supplied = Supplied::of(object, &inputs);
         let caller = &self.in_chain(caller, object);
         let written = self.create_records(caller, registry, object, inputs, upsert).await?;
         self.after_save(caller, registry, object, &written).await;
@@ -153,7 +149,7 @@ impl RecordStore for Store {
         input: RecordInput,
         expected_version: Option<i64>,
     ) -> DataResult<Record> {
-        let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let supplied = Supplied::of(object, std::slice::from_ref(&input));
         let caller = &self.in_chain(caller, object);
         let (record, old) = self.update_record(caller, registry, object, id, input, expected_version).await?;
         let written = [(record, Some(old))];
@@ -173,7 +169,7 @@ impl RecordStore for Store {
         filter: Option<Filter>,
         input: RecordInput,
     ) -> DataResult<Vec<Record>> {
-        let supplied = supplied_columns(object, std::slice::from_ref(&input));
+        let supplied = Supplied::of(object, std::slice::from_ref(&input));
         let caller = &self.in_chain(caller, object);
         let filter = self.hash_filter_opt(filter)?;
         let written: Vec<(Record, Option<Record>)> = self

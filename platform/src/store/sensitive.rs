@@ -77,6 +77,37 @@ pub struct SensitiveReadQuery {
     pub limit: u64,
 }
 
+/// Which sensitive fields each input of a write gave: the values `reveal` hands back to the
+/// writer as their own, neither masked nor logged. A value a rule filled in for a record whose
+/// input left the field out is not the writer's, even if another input of the batch gave it.
+pub(super) struct Supplied {
+    /// The sensitive fields' columns.
+    columns: Vec<String>,
+    /// Input after input, whether it gave each of `columns`. A single input stands for every
+    /// record it wrote (an update of many records).
+    given: Vec<bool>,
+}
+
+impl Supplied {
+    pub(super) fn of(object: &ObjectDefinition, inputs: &[crate::graphql::RecordInput]) -> Supplied {
+        let fields: Vec<&FieldDefinition> = object.fields.iter().filter(|f| f.sensitive.is_some()).collect();
+        let given = if fields.is_empty() {
+            Vec::new()
+        } else {
+            inputs.iter().flat_map(|input| fields.iter().map(|f| input.contains_key(f.name.as_str()))).collect()
+        };
+        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given }
+    }
+
+    /// Whether the input of the write's `record`th record gave `column`.
+    fn gave(&self, record: usize, column: &str) -> bool {
+        let Some(j) = self.columns.iter().position(|c| c == column) else { return false };
+        let width = self.columns.len();
+        let input = if self.given.len() == width { 0 } else { record };
+        self.given.get(input * width + j).copied().unwrap_or(false)
+    }
+}
+
 /// One read to log: the records whose `fields` a caller saw unmasked in one request.
 #[derive(Debug, Clone)]
 pub(super) struct ReadBatch {
@@ -381,16 +412,16 @@ impl Store {
     }
 
     /// Opens the sensitive values of records for the caller: the value itself where they may
-    /// see it unmasked (logged), its mask otherwise. Fields in `supplied` came from the
-    /// caller's own input and are returned as given, unlogged. A value that fails to open is
-    /// left out and named in `Record::broken`, so the API reports an error for that value only.
+    /// see it unmasked (logged), its mask otherwise. Values a record's own input gave
+    /// (`supplied`) are returned as given, unlogged. A value that fails to open is left out and
+    /// named in `Record::broken`, so the API reports an error for that value only.
     pub(super) async fn reveal(
         &self,
         caller: &Caller,
         object: &ObjectDefinition,
         records: &mut [Record],
         via: Via,
-        supplied: Option<&HashSet<String>>,
+        supplied: Option<&Supplied>,
     ) -> DataResult<()> {
         if records.is_empty() {
             return Ok(());
@@ -443,17 +474,20 @@ impl Store {
         // those fields.
         let mut log: Vec<(Vec<usize>, ReadBatch)> = Vec::new();
         let mut shown: Vec<usize> = Vec::with_capacity(fields.len());
-        for record in records.iter_mut() {
+        for (r, record) in records.iter_mut().enumerate() {
             shown.clear();
             for (i, ((f, column), converting)) in fields.iter().zip(&converting).enumerate() {
                 let Some(Value::Text(stored)) = record.values.get(column) else { continue };
-                let own_input = supplied.is_some_and(|s| s.contains(column));
-                // A record just written holds the writer's own values, not envelopes: they are
-                // shown as they are, neither masked nor logged.
-                if own_input && crate::crypto::envelope_version(stored).is_none() {
+                // A record just written holds the values written, not envelopes. Those its own
+                // input gave are shown as they are, neither masked nor logged; others (filled in
+                // by a rule) are shown like any value read.
+                let written = supplied.is_some() && crate::crypto::envelope_version(stored).is_none();
+                let own_input = supplied.is_some_and(|s| s.gave(r, column));
+                if written && own_input {
                     continue;
                 }
                 let plain = match &ring {
+                    _ if written => stored.clone(),
                     Some(ring) if f.is_encrypted() || *converting => {
                         match open_value(ring, name, f, &record.id, stored, *converting || !f.is_encrypted()) {
                             Ok(Some(p)) => p,
