@@ -672,7 +672,7 @@ async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pi
     if !on_postgres {
         let [p, e] = written.map(|bytes| bytes / 1024.0 / n as f64);
         println!(
-            "    server writes per row (log, checkpoints, access log): {p:.2} KiB → {e:.2} KiB ({:+.0}%)",
+            "    server writes per row loaded (log and checkpoints): {p:.2} KiB → {e:.2} KiB ({:+.0}%)",
             (e / p - 1.0) * 100.0
         );
     }
