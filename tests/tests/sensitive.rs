@@ -320,6 +320,17 @@ async fn writers_see_unmasked_only_the_values_each_record_was_given() {
         assert_eq!(r["createCustomer"]["idNumber"], "1101**********0011");
         let r = t.data_ok("{ customers(filter: {name: {eq: \"B\"}}) { nodes { idNumber } } }", json!({})).await;
         assert_eq!(r["customers"]["nodes"][0]["idNumber"], "110101198001010011", "the rule's value is stored");
+        // A value that looks like a stored envelope comes back as written, and reads back so.
+        let r = t
+            .data_ok(
+                "mutation { createCustomer(data: {name: \"D\", phone: \"13700000004\", idNumber: \"k1:AAAAAAAAAAAAAAAAAAAA\"}) { id idNumber } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(r["createCustomer"]["idNumber"], "k1:AAAAAAAAAAAAAAAAAAAA");
+        let id = r["createCustomer"]["id"].clone();
+        let r = t.data_ok("query($id: ID!) { customer(id: $id) { idNumber } }", json!({"id": id})).await;
+        assert_eq!(r["customer"]["idNumber"], "k1:AAAAAAAAAAAAAAAAAAAA");
     });
 }
 

@@ -135,6 +135,8 @@ impl RecordStore for Store {
         let caller = &self.in_chain(caller, object);
         let written = self.create_records(caller, registry, object, inputs, upsert).await?;
         self.after_save(caller, registry, object, &written).await;
+        // Inserted records hold the values written; those an upsert updated, stored values.
+        let supplied = supplied.holding_plain_text(written.iter().map(|(_, old)| old.is_none()).collect());
         let mut records: Vec<Record> = written.into_iter().map(|(r, _)| r).collect();
         self.reveal(caller, object, &mut records, Via::Write, Some(&supplied)).await?;
         Ok(records)

@@ -86,6 +86,9 @@ pub(super) struct Supplied {
     /// Input after input, whether it gave each of `columns`. A single input stands for every
     /// record it wrote (an update of many records).
     given: Vec<bool>,
+    /// Record after record, whether it holds its values in plain text rather than as stored
+    /// (records a create inserted, as opposed to those its upsert updated). Empty: none does.
+    plain: Vec<bool>,
 }
 
 impl Supplied {
@@ -96,7 +99,19 @@ impl Supplied {
         } else {
             inputs.iter().flat_map(|input| fields.iter().map(|f| input.contains_key(f.name.as_str()))).collect()
         };
-        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given }
+        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given, plain: Vec::new() }
+    }
+
+    /// Marks the records (in order) that hold their values in plain text.
+    pub(super) fn holding_plain_text(mut self, plain: Vec<bool>) -> Supplied {
+        self.plain = plain;
+        self
+    }
+
+    /// Whether the write's `record`th record holds its values in plain text: then even a value
+    /// that looks like an envelope is one written as it is.
+    fn plain(&self, record: usize) -> bool {
+        self.plain.get(record).copied().unwrap_or(false)
     }
 
     /// Whether the input of the write's `record`th record gave `column`.
@@ -481,7 +496,7 @@ impl Store {
                 // A record just written holds the values written, not envelopes. Those its own
                 // input gave are shown as they are, neither masked nor logged; others (filled in
                 // by a rule) are shown like any value read.
-                let written = supplied.is_some() && crate::crypto::envelope_version(stored).is_none();
+                let written = supplied.is_some_and(|s| s.plain(r) || crate::crypto::envelope_version(stored).is_none());
                 let own_input = supplied.is_some_and(|s| s.gave(r, column));
                 if written && own_input {
                     continue;
