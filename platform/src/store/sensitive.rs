@@ -493,10 +493,11 @@ impl Store {
             shown.clear();
             for (i, ((f, column), converting)) in fields.iter().zip(&converting).enumerate() {
                 let Some(Value::Text(stored)) = record.values.get(column) else { continue };
-                // A record just written holds the values written, not envelopes. Those its own
-                // input gave are shown as they are, neither masked nor logged; others (filled in
-                // by a rule) are shown like any value read.
-                let written = supplied.is_some_and(|s| s.plain(r) || crate::crypto::envelope_version(stored).is_none());
+                // A record a create just inserted holds the values written, not envelopes. Those
+                // its own input gave are shown as they are, neither masked nor logged; others
+                // (filled in by a rule) are shown like any value read. Every other record holds
+                // stored values, opened whatever they look like.
+                let written = supplied.is_some_and(|s| s.plain(r));
                 let own_input = supplied.is_some_and(|s| s.gave(r, column));
                 if written && own_input {
                     continue;
