@@ -369,9 +369,9 @@ async fn create_batch(api: &Api, plural: &str, input: &str, rows: Vec<Json>) -> 
     send_batch(api, batch_body(plural, input, rows, usize::from(DEFAULT_MAX_BATCH))?).await
 }
 
-/// How long the server is left idle after the load before (f) reads its resident memory: past
-/// the half second after which it empties SQLite's page caches (`http::idle::SETTLED`).
-const RSS_SETTLE: Duration = Duration::from_millis(1000);
+/// How long the server is left idle after the load before (f) reads its resident memory: twice
+/// the quiet spell after which it empties SQLite's page caches (`http::SETTLED`).
+const RSS_SETTLE: Duration = tessera_platform::http::SETTLED.saturating_mul(2);
 
 /// The batch cap the bench's server runs with, so that figure (d) loads through `createContacts`
 /// batches of 1,000 as the issue sets it (the default cap, 500, would refuse them).

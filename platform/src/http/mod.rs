@@ -20,6 +20,8 @@ use crate::server::AppState;
 
 mod idle;
 
+pub use idle::SETTLED;
+
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
     let store = state.store.clone();
