@@ -22,7 +22,7 @@ pub mod backup;
 pub mod keys;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, Generate, Key, KeyInit, Nonce};
@@ -175,18 +175,24 @@ fn seal_into(out: &mut String, cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8])
 
 fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &str) -> Result<Vec<u8>, CryptoError> {
     let mut bytes = STANDARD_NO_PAD.decode(sealed).map_err(|_| CryptoError::Tampered)?;
+    let plain = open_in_place(cipher, aad, &mut bytes)?;
+    bytes.truncate(plain.end);
+    bytes.drain(..plain.start);
+    Ok(bytes)
+}
+
+/// Decrypts `nonce ‖ ciphertext ‖ tag` where it lies; the plaintext's place in `bytes`.
+fn open_in_place(cipher: &Aes256Gcm, aad: &[u8], bytes: &mut [u8]) -> Result<std::ops::Range<usize>, CryptoError> {
     if bytes.len() < NONCE_BYTES + TAG_BYTES {
         return Err(CryptoError::Tampered);
     }
     let tag_at = bytes.len() - TAG_BYTES;
-    let nonce = Nonce::<Aes256Gcm>::try_from(&bytes[..NONCE_BYTES]).map_err(|_| CryptoError::Tampered)?;
-    let tag: aes_gcm::Tag = bytes[tag_at..].try_into().map_err(|_| CryptoError::Tampered)?;
-    cipher
-        .decrypt_inout_detached(&nonce, aad, bytes[NONCE_BYTES..tag_at].as_mut().into(), &tag)
-        .map_err(|_| CryptoError::Tampered)?;
-    bytes.truncate(tag_at);
-    bytes.drain(..NONCE_BYTES);
-    Ok(bytes)
+    let (nonce, rest) = bytes.split_at_mut(NONCE_BYTES);
+    let (text, tag) = rest.split_at_mut(tag_at - NONCE_BYTES);
+    let nonce = Nonce::<Aes256Gcm>::try_from(&*nonce).map_err(|_| CryptoError::Tampered)?;
+    let tag: aes_gcm::Tag = (&*tag).try_into().map_err(|_| CryptoError::Tampered)?;
+    cipher.decrypt_inout_detached(&nonce, aad, text.into(), &tag).map_err(|_| CryptoError::Tampered)?;
+    Ok(NONCE_BYTES..tag_at)
 }
 
 /// Where a value belongs: bound into its ciphertext.
@@ -198,25 +204,46 @@ pub struct Aad<'a> {
 }
 
 impl Aad<'_> {
-    fn bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.object.len() + self.field.len() + self.record_id.len());
-        out.extend_from_slice(b"tessera-field-v1");
-        for part in [self.object, self.field, self.record_id] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part.as_bytes());
+    /// Calls `f` with the associated data's bytes, built on the stack when they fit: they are
+    /// built for every value sealed or opened.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        const DOMAIN: &[u8] = b"tessera-field-v1";
+        let parts = [self.object, self.field, self.record_id];
+        let len = DOMAIN.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        buf[..DOMAIN.len()].copy_from_slice(DOMAIN);
+        let mut at = DOMAIN.len();
+        for part in parts {
+            buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_be_bytes());
+            buf[at + 4..at + 4 + part.len()].copy_from_slice(part.as_bytes());
+            at += 4 + part.len();
         }
-        out
+        f(buf)
     }
 }
 
 /// The key version of a stored envelope (`k3:…` → 3), or `None` for anything else.
 pub fn envelope_version(stored: &str) -> Option<u32> {
+    split_envelope(stored).map(|(version, _)| version)
+}
+
+/// A stored envelope's key version and base64 body; `None` unless it starts with a version
+/// written as `envelope_prefix` writes it (no leading zeros).
+fn split_envelope(stored: &str) -> Option<(u32, &str)> {
     let rest = stored.strip_prefix('k')?;
-    let (digits, _) = rest.split_once(':')?;
-    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (digits, body) = rest.split_once(':')?;
+    let canonical = matches!(digits.len(), 1..=9) && (digits == "0" || !digits.starts_with('0'));
+    if !canonical || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some((digits.parse().ok()?, body))
 }
 
 /// The prefix of envelopes made with a key version (`k3:`).
@@ -301,8 +328,9 @@ impl KeyRing {
                 // The prefix and the base64 text in one allocation, sized up front.
                 let sealed = NONCE_BYTES + plaintext.len() + TAG_BYTES;
                 let mut out = String::with_capacity(12 + sealed.div_ceil(3) * 4);
-                out.push_str(&envelope_prefix(self.active));
-                seal_into(&mut out, cipher, &aad.bytes(), plaintext.as_bytes());
+                // Writing to a `String` cannot fail.
+                let _ = write!(out, "k{}:", self.active);
+                aad.with_bytes(|aad| seal_into(&mut out, cipher, aad, plaintext.as_bytes()));
                 out
             }
             // `new` is always given the active key; a ring without it encrypts nothing.
@@ -312,11 +340,41 @@ impl KeyRing {
 
     /// Decrypts a stored envelope.
     pub fn decrypt(&self, aad: Aad<'_>, stored: &str) -> Result<String, CryptoError> {
-        let version = envelope_version(stored).ok_or(CryptoError::NotEncrypted)?;
+        let mut value = stored.to_string();
+        self.decrypt_in_place(aad, &mut value)?;
+        Ok(value)
+    }
+
+    /// Decrypts a stored envelope where it lies: on success `value` holds the plaintext, in the
+    /// buffer that held the envelope (reads open a value per sensitive field of every record
+    /// they return, and this spares each a buffer of its own); on failure it is left as it was.
+    pub fn decrypt_in_place(&self, aad: Aad<'_>, value: &mut String) -> Result<(), CryptoError> {
+        let (version, body) = split_envelope(value).ok_or(CryptoError::NotEncrypted)?;
         let cipher = self.ciphers.get(&version).ok_or(CryptoError::UnknownKey(version))?;
-        let body = &stored[envelope_prefix(version).len()..];
-        let plain = open(cipher, &aad.bytes(), body)?;
-        String::from_utf8(plain).map_err(|_| CryptoError::Tampered)
+        // Decoded and decrypted on the stack when it fits (any value of a few hundred bytes).
+        let mut stack = [0u8; 384];
+        let mut heap = Vec::new();
+        let room = base64::decoded_len_estimate(body.len());
+        let buf: &mut [u8] = if room <= stack.len() {
+            &mut stack[..room]
+        } else {
+            heap.resize(room, 0);
+            &mut heap
+        };
+        let opened = match STANDARD_NO_PAD.decode_slice(body, buf) {
+            Ok(n) => aad
+                .with_bytes(|aad| open_in_place(cipher, aad, &mut buf[..n]))
+                .and_then(|plain| std::str::from_utf8(&buf[plain]).map_err(|_| CryptoError::Tampered)),
+            Err(_) => Err(CryptoError::Tampered),
+        };
+        if let Ok(plain) = opened {
+            value.clear();
+            value.push_str(plain);
+        }
+        let result = opened.map(|_| ());
+        // The plaintext is not left behind on the stack.
+        buf.zeroize();
+        result
     }
 
     /// The blind index of a value of a field of type `t`, under the key that indexes new
@@ -402,6 +460,16 @@ mod tests {
         assert_eq!(ring.decrypt(AAD, "k2:short"), Err(CryptoError::Tampered));
         assert_eq!(ring.decrypt(AAD, "k9:AAAA"), Err(CryptoError::UnknownKey(9)));
         assert_eq!(ring.decrypt(AAD, "13812345678"), Err(CryptoError::NotEncrypted));
+        // Only the version as written: `k02:` is not an envelope of key 2.
+        let padded = ring.encrypt(AAD, "13812345678").replacen("k2:", "k02:", 1);
+        assert_eq!(ring.decrypt(AAD, &padded), Err(CryptoError::NotEncrypted));
+        assert_eq!(envelope_version(&padded), None);
+        // Associated data too long for the stack buffer is bound in just the same.
+        let long_id = "r".repeat(300);
+        let far = Aad { record_id: &long_id, ..AAD };
+        let sealed = ring.encrypt(far, "13812345678");
+        assert_eq!(ring.decrypt(far, &sealed).unwrap(), "13812345678");
+        assert_eq!(ring.decrypt(Aad { record_id: &"r".repeat(299), ..AAD }, &sealed), Err(CryptoError::Tampered));
     }
 
     #[test]
