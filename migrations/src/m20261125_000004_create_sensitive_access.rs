@@ -41,7 +41,8 @@ impl MigrationTrait for Migration {
             .col(ColumnDef::new("record_id").string_len(36).not_null())
             // The first of the reads below: the key's second half, and where paging starts.
             .col(ColumnDef::new("read_id").big_integer().not_null())
-            // Comma-separated ids of the reads of this record written in one flush.
+            // The ids of the reads of this record written in one flush, comma-separated (since
+            // 2026-12-01 as runs of consecutive ids where they are: `4-9,12`).
             .col(ColumnDef::new("read_ids").text().not_null())
             .primary_key(Index::create().col("record_id").col("read_id"));
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Sqlite {

@@ -807,6 +807,16 @@ async fn reads_of_the_same_records_are_logged_each_with_the_list_stored_once() {
         assert_eq!(lists.len(), 20, "one row per read");
         let references = lists.iter().filter(|l| l.starts_with('=')).count();
         assert!(references > 0, "reads of one flush share their list: {lists:?}");
+        // Per record, the reads of a flush are stored as runs of consecutive ids.
+        let per_record = conn
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT read_ids FROM sys_sensitive_read_records".to_string(),
+            ))
+            .await
+            .unwrap();
+        let runs: Vec<String> = per_record.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+        assert!(runs.iter().any(|r| r.contains('-')), "consecutive reads as runs: {runs:?}");
         conn.close().await.unwrap();
 
         // Each record shows every read, whether its row holds the list or refers to another's,
