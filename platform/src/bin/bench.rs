@@ -521,8 +521,9 @@ async fn sensitive_figures(api: &Api, args: &Args, server_pid: u32) -> BoxResult
 /// phone indexed). Loads both in alternating blocks of `LOAD_BLOCK` rows, then compares, in
 /// `READ_ROUNDS` alternating rounds, a list read that returns both fields (decrypted for the
 /// admin, and logged) and an `eq` lookup on the phone (blind index against the plain index).
-/// Each pair of blocks and of rounds runs in `counterbalanced` order, and the server's CPU time per row or
-/// request (and on SQLite the bytes it writes per row loaded) is reported beside the throughput.
+/// Each pair of blocks and of rounds runs in `counterbalanced` order, and the server's CPU time
+/// per row or request (and on SQLite the bytes it writes per row loaded) is reported beside the
+/// throughput.
 async fn sensitive_pair(api: &Api, args: &Args, shape: SensitiveShape, server_pid: u32) -> BoxResult<()> {
     let objects = shape.objects();
     for (name, plural, _) in objects {
