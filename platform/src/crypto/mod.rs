@@ -195,6 +195,32 @@ fn open_in_place(cipher: &Aes256Gcm, aad: &[u8], bytes: &mut [u8]) -> Result<std
     Ok(NONCE_BYTES..tag_at)
 }
 
+/// A zeroed buffer of a given length: on the stack up to `N` bytes, on the heap beyond. Wiped
+/// when dropped, so a plaintext decrypted in it is not left behind.
+enum Scratch<const N: usize> {
+    Stack([u8; N], usize),
+    Heap(Vec<u8>),
+}
+
+impl<const N: usize> Scratch<N> {
+    fn new(len: usize) -> Scratch<N> {
+        if len <= N { Scratch::Stack([0; N], len) } else { Scratch::Heap(vec![0; len]) }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Scratch::Stack(bytes, len) => &mut bytes[..*len],
+            Scratch::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl<const N: usize> Drop for Scratch<N> {
+    fn drop(&mut self) {
+        self.bytes().zeroize();
+    }
+}
+
 /// Where a value belongs: bound into its ciphertext.
 #[derive(Debug, Clone, Copy)]
 pub struct Aad<'a> {
@@ -210,14 +236,8 @@ impl Aad<'_> {
         const DOMAIN: &[u8] = b"tessera-field-v1";
         let parts = [self.object, self.field, self.record_id];
         let len = DOMAIN.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
-        let mut stack = [0u8; 256];
-        let mut heap = Vec::new();
-        let buf: &mut [u8] = if len <= stack.len() {
-            &mut stack[..len]
-        } else {
-            heap.resize(len, 0);
-            &mut heap
-        };
+        let mut scratch = Scratch::<256>::new(len);
+        let buf = scratch.bytes();
         buf[..DOMAIN.len()].copy_from_slice(DOMAIN);
         let mut at = DOMAIN.len();
         for part in parts {
@@ -248,7 +268,14 @@ fn split_envelope(stored: &str) -> Option<(u32, &str)> {
 
 /// The prefix of envelopes made with a key version (`k3:`).
 pub fn envelope_prefix(version: u32) -> String {
-    format!("k{version}:")
+    let mut out = String::with_capacity(12);
+    push_envelope_prefix(&mut out, version);
+    out
+}
+
+fn push_envelope_prefix(out: &mut String, version: u32) {
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "k{version}:");
 }
 
 /// The data keys and the blind-index keys, unwrapped: what encrypts, decrypts and indexes.
@@ -328,8 +355,7 @@ impl KeyRing {
                 // The prefix and the base64 text in one allocation, sized up front.
                 let sealed = NONCE_BYTES + plaintext.len() + TAG_BYTES;
                 let mut out = String::with_capacity(12 + sealed.div_ceil(3) * 4);
-                // Writing to a `String` cannot fail.
-                let _ = write!(out, "k{}:", self.active);
+                push_envelope_prefix(&mut out, self.active);
                 aad.with_bytes(|aad| seal_into(&mut out, cipher, aad, plaintext.as_bytes()));
                 out
             }
@@ -352,29 +378,14 @@ impl KeyRing {
         let (version, body) = split_envelope(value).ok_or(CryptoError::NotEncrypted)?;
         let cipher = self.ciphers.get(&version).ok_or(CryptoError::UnknownKey(version))?;
         // Decoded and decrypted on the stack when it fits (any value of a few hundred bytes).
-        let mut stack = [0u8; 384];
-        let mut heap = Vec::new();
-        let room = base64::decoded_len_estimate(body.len());
-        let buf: &mut [u8] = if room <= stack.len() {
-            &mut stack[..room]
-        } else {
-            heap.resize(room, 0);
-            &mut heap
-        };
-        let opened = match STANDARD_NO_PAD.decode_slice(body, buf) {
-            Ok(n) => aad
-                .with_bytes(|aad| open_in_place(cipher, aad, &mut buf[..n]))
-                .and_then(|plain| std::str::from_utf8(&buf[plain]).map_err(|_| CryptoError::Tampered)),
-            Err(_) => Err(CryptoError::Tampered),
-        };
-        if let Ok(plain) = opened {
-            value.clear();
-            value.push_str(plain);
-        }
-        let result = opened.map(|_| ());
-        // The plaintext is not left behind on the stack.
-        buf.zeroize();
-        result
+        let mut scratch = Scratch::<384>::new(base64::decoded_len_estimate(body.len()));
+        let buf = scratch.bytes();
+        let n = STANDARD_NO_PAD.decode_slice(body, &mut *buf).map_err(|_| CryptoError::Tampered)?;
+        let plain = aad.with_bytes(|aad| open_in_place(cipher, aad, &mut buf[..n]))?;
+        let plain = std::str::from_utf8(&buf[plain]).map_err(|_| CryptoError::Tampered)?;
+        value.clear();
+        value.push_str(plain);
+        Ok(())
     }
 
     /// The blind index of a value of a field of type `t`, under the key that indexes new

@@ -494,20 +494,15 @@ impl Store {
         for row in &rows {
             let id: String = row.try_get_by_index(0)?;
             let stored: String = row.try_get_by_index(1)?;
-            let plain = if before.is_encrypted() || converting {
-                match super::sensitive::open_value(&ring, name, before, &id, &stored, tolerant) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => stored.clone(),
-                    Err(e) => {
-                        return Err(StoreError::Refused(format!(
-                            "cannot change field `{}`: the value of record {id} cannot be decrypted ({e})",
-                            after.name
-                        )));
-                    }
-                }
-            } else {
-                stored.clone()
-            };
+            let mut plain = stored.clone();
+            if before.is_encrypted() || converting {
+                super::sensitive::open_value(&ring, name, before, &id, &mut plain, tolerant).map_err(|e| {
+                    StoreError::Refused(format!(
+                        "cannot change field `{}`: the value of record {id} cannot be decrypted ({e})",
+                        after.name
+                    ))
+                })?;
+            }
             let blind = after.is_searchable().then(|| ring.blind_index(after.field_type, &plain));
             if after.unique
                 && let Some(b) = &blind

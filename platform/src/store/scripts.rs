@@ -194,11 +194,12 @@ impl Store {
                 if crate::crypto::envelope_version(stored).is_none() {
                     continue; // the plaintext a writer just gave
                 }
-                match super::sensitive::open_value(&ring, object.name.as_str(), f, id, stored, false) {
-                    Ok(Some(plain)) => {
+                let mut plain = stored.clone();
+                match super::sensitive::open_value(&ring, object.name.as_str(), f, id, &mut plain, false) {
+                    Ok(()) => {
                         out.insert(column, Value::Text(plain));
                     }
-                    _ => {
+                    Err(_) => {
                         out.remove(&column);
                     }
                 }

@@ -406,23 +406,21 @@ async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[R
     Ok(())
 }
 
-/// Opens a stored value of a field. `Ok(None)` is plaintext left from before the field was
-/// encrypted (accepted only while its values are being converted).
+/// Opens a stored value of a field where it lies. With `tolerant` (the field is not encrypted
+/// yet, or its values are being converted), a value that does not open is left as it is: a
+/// forged envelope cannot authenticate, so it is plaintext not converted yet.
 pub(super) fn open_value(
     ring: &KeyRing,
     object: &str,
     field: &FieldDefinition,
     record_id: &str,
-    stored: &str,
-    converting: bool,
-) -> Result<Option<String>, CryptoError> {
+    value: &mut String,
+    tolerant: bool,
+) -> Result<(), CryptoError> {
     let aad = Aad { object, field: field.name.as_str(), record_id };
-    match ring.decrypt(aad, stored) {
-        Ok(plain) => Ok(Some(plain)),
-        // A forged envelope cannot authenticate, so during a conversion anything that does
-        // not open is a value not converted yet.
-        Err(_) if converting => Ok(None),
-        Err(e) => Err(e),
+    match ring.decrypt_in_place(aad, value) {
+        Err(_) if tolerant => Ok(()),
+        opened => opened,
     }
 }
 
@@ -579,18 +577,12 @@ impl Store {
                     && (f.is_encrypted() || *converting)
                 {
                     // Opened where it lies: the envelope's buffer takes the plaintext.
-                    let aad = Aad { object: name, field: f.name.as_str(), record_id: id };
-                    match ring.decrypt_in_place(aad, value) {
-                        Ok(()) => {}
-                        // While a field's values are converted, one that does not open is
-                        // plaintext not converted yet (a forged envelope cannot authenticate).
-                        Err(_) if *converting || !f.is_encrypted() => {}
-                        Err(e) => {
-                            tracing::error!(object = name, field = %f.name, record = %id, error = %e, "a sensitive value cannot be opened");
-                            *slot = Value::Null;
-                            broken.push(column.clone());
-                            continue;
-                        }
+                    let tolerant = *converting || !f.is_encrypted();
+                    if let Err(e) = open_value(ring, name, f, id, value, tolerant) {
+                        tracing::error!(object = name, field = %f.name, record = %id, error = %e, "a sensitive value cannot be opened");
+                        *slot = Value::Null;
+                        broken.push(column.clone());
+                        continue;
                     }
                 }
                 if own_input {
