@@ -124,6 +124,17 @@ pub fn valid_email(s: &str) -> bool {
         && !s.chars().any(char::is_whitespace)
 }
 
+/// Whether a JSON value holds the NUL character in any string, keys included.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) => s.contains('\0'),
+        J::Array(items) => items.iter().any(holds_nul),
+        J::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 fn valid_phone(s: &str) -> bool {
     let digits = s.chars().filter(char::is_ascii_digit).count();
     (3..=20).contains(&digits) && s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c) || c == 'x')
@@ -145,6 +156,11 @@ impl Value {
         use serde_json::Value as J;
         if input.is_null() {
             return Ok(Value::Null);
+        }
+        if holds_nul(input) {
+            // PostgreSQL's text and jsonb cannot store it, and no field means it: refused on
+            // every engine alike rather than failing on one.
+            return Err(issue(field, IssueCode::InvalidType, "must not contain the NUL character (U+0000)"));
         }
         let t = field.field_type;
         let value = match t {
@@ -348,6 +364,21 @@ mod tests {
             ];
         }
         f
+    }
+
+    #[test]
+    fn the_nul_character_is_refused_in_every_type_that_holds_text() {
+        for (t, input) in [
+            (FieldType::Text, json!("a\u{0}b")),
+            (FieldType::Lookup, json!("\u{0}")),
+            (FieldType::Json, json!({"k": ["x", "\u{0}"]})),
+            (FieldType::Json, json!({"k\u{0}": 1})),
+            (FieldType::MultiPicklist, json!(["new", "\u{0}"])),
+        ] {
+            let e = Value::coerce(&field(t), &input).unwrap_err();
+            assert_eq!(e.code, IssueCode::InvalidType, "{t:?}");
+        }
+        assert!(Value::coerce(&field(FieldType::Json), &json!({"k": "\\0"})).is_ok());
     }
 
     #[test]
