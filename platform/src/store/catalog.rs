@@ -212,6 +212,7 @@ impl Store {
             return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));
         }
         self.apply_ddl(&txn, change).await?;
+        self.resume_formulas(&txn, change).await?;
         let object = change.object();
         let now = Utc::now();
         match change {

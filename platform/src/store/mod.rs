@@ -20,6 +20,7 @@ mod rekey;
 mod roles;
 mod scripts;
 mod sensitive;
+mod suspended_formulas;
 mod upgrade;
 mod users;
 mod validation;

@@ -36,7 +36,7 @@ impl Erasure {
 }
 
 /// What replaces an erased value in audit images.
-const ERASED: &str = "[erased]";
+pub(super) const ERASED: &str = "[erased]";
 /// Most records of one related object an export lists.
 const EXPORT_RELATED_LIMIT: u64 = 10_000;
 
