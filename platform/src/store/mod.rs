@@ -8,6 +8,7 @@ mod catalog;
 mod codec;
 mod ddl;
 mod enforce;
+mod fence;
 mod filter;
 mod identity;
 mod key_jobs;

@@ -12,6 +12,7 @@ use tessera_metadata::{Mask, ObjectDefinition, Registry};
 
 use super::audit::{AuditEntry, AuditQuery, append, rewrite_record_images};
 use super::codec::Storage;
+use super::fence::Reach;
 use super::reads::{ReadColumn, cursor_json, read_columns};
 use super::{Store, StoreError, Via};
 use crate::crypto::{Aad, envelope_version};
@@ -226,7 +227,9 @@ impl Store {
             )));
         }
         let _guard = self.write_guard().await;
-        let txn = self.begin_write().await?;
+        // Destroying the record clears lookups of other objects to it.
+        let reach = if mode == Erasure::Delete { Reach::Registry } else { Reach::Object };
+        let txn = self.begin_fenced(registry, object, reach).await?;
         let exists = txn
             .query_one(&Query::select().column("id").from(object.table()).and_where(Expr::col("id").eq(id)).to_owned())
             .await?
