@@ -297,3 +297,48 @@ async fn writes_racing_a_retype_store_values_in_the_new_form() {
         t.stop().await;
     }
 }
+
+async fn raw_execute(t: &TestServer, sql: &str) {
+    let db = Database::connect(&t.database_url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.ok();
+}
+
+/// The state of the newest field conversion job, once it is no longer pending or running.
+async fn conversion_finished(t: &TestServer) -> Option<Value> {
+    for _ in 0..200 {
+        let jobs = t.meta_ok("{ keyJobs(all: true) { kind state } }", json!({})).await;
+        let job = jobs["keyJobs"].as_array().unwrap().iter().rev().find(|j| j["kind"] == "convert_field").cloned();
+        match job {
+            Some(j) if j["state"] == "done" || j["state"] == "failed" => return Some(j),
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            None => return None,
+        }
+    }
+    panic!("the field conversion did not finish");
+}
+
+#[tokio::test]
+async fn a_conversion_inside_the_change_sweeps_values_stored_the_old_way_later() {
+    for backend in backends() {
+        let t = TestServer::start(backend).await;
+        t.object("lead", "leads", vec![json!({"name": "note", "label": "Note", "type": "TEXT"})]).await;
+        let d = t.data_ok("mutation { createLeads(data: [{note: \"a\"}, {note: \"b\"}]) { id } }", json!({})).await;
+        let id = d["createLeads"][0]["id"].as_str().unwrap().to_string();
+        t.meta_ok(
+            "mutation { updateField(object: \"lead\", field: \"note\", input: {sensitive: {encrypted: true}}) { name } }",
+            json!({}),
+        )
+        .await;
+        assert!(plaintext_in(&t, "obj_lead", "note").await.is_empty());
+        // What a node still running a version without the write fence could store meanwhile.
+        raw_execute(&t, &format!("UPDATE obj_lead SET note = 'secret-straggler' WHERE id = '{id}'")).await;
+        assert_eq!(plaintext_in(&t, "obj_lead", "note").await, ["secret-straggler"], "[{backend:?}] positive control");
+        let job = conversion_finished(&t).await;
+        assert_eq!(job.map(|j| j["state"].clone()), Some(json!("done")), "[{backend:?}] a sweep followed the change");
+        assert!(plaintext_in(&t, "obj_lead", "note").await.is_empty(), "[{backend:?}] the sweep encrypted it");
+        let d = t.data_ok("query($id: ID!) { lead(id: $id) { note } }", json!({"id": id})).await;
+        assert_eq!(d["lead"]["note"], "secret-straggler");
+        t.stop().await;
+    }
+}

@@ -435,7 +435,9 @@ impl Store {
         if online {
             super::key_jobs::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
                 .await?;
-        } else if !after.is_encrypted() {
+        } else if after.is_encrypted() {
+            super::key_jobs::enqueue_field_sweep(txn, object.name.as_str(), after.name.as_str()).await?;
+        } else {
             // A conversion still running for the field would encrypt what was just decrypted.
             txn.execute(
                 &Query::delete()
