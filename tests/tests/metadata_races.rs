@@ -342,3 +342,50 @@ async fn a_conversion_inside_the_change_sweeps_values_stored_the_old_way_later()
         t.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_follows_a_field_that_stops_being_encrypted_while_it_runs() {
+    use tessera_platform::crypto::keys::{self, KeySource};
+    use tessera_platform::store::{RekeyOptions, RotationOutcome, Store};
+    for backend in backends() {
+        let t = TestServer::start(backend).await;
+        let encrypted =
+            |name: &str| json!({"name": name, "label": name, "type": "TEXT", "sensitive": {"encrypted": true}});
+        t.object("lead", "leads", vec![encrypted("note"), encrypted("code")]).await;
+        let leads: Vec<Value> =
+            (0..20).map(|i| json!({"note": format!("note-{i}"), "code": format!("code-{i}")})).collect();
+        t.data_ok("mutation($d: [LeadInput!]!) { createLeads(data: $d) { id } }", json!({"d": leads})).await;
+        // `tessera keys rotate`, as a process of its own would run it.
+        let store = Store::connect(&t.database_url).await.unwrap();
+        keys::open_existing(&store, &KeySource::new(t.key_file(), None)).await.unwrap();
+        let rotation =
+            tokio::spawn(
+                async move { store.rotate_keys(RekeyOptions { batch_size: 5, max_batches: None }, |_| {}).await },
+            );
+        // The job reads the definitions as it starts, then waits a few seconds for every node
+        // to load the new key: the field stops being encrypted in between.
+        for _ in 0..500 {
+            let jobs = t.meta_ok("{ keyJobs { kind state } }", json!({})).await;
+            if jobs["keyJobs"].as_array().unwrap().iter().any(|j| j["kind"] == "rotate" && j["state"] == "running") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        t.meta_ok(
+            "mutation { updateField(object: \"lead\", field: \"note\", input: {sensitive: null}) { name } }",
+            json!({}),
+        )
+        .await;
+        let outcome = rotation.await.unwrap();
+        assert!(matches!(outcome, Ok(RotationOutcome::Done { version: 2, .. })), "[{backend:?}] {outcome:?}");
+        let codes = raw_column(&t, "obj_lead", "code").await;
+        assert!(codes.iter().all(|c| envelope_version(c) == Some(2)), "[{backend:?}] {codes:?}");
+        assert!(plaintext_in(&t, "obj_lead", "note").await.len() == 20, "[{backend:?}] the notes stay decrypted");
+        let d = t.data_ok("{ leads(first: 100) { nodes { note code } } }", json!({})).await;
+        for (i, lead) in d["leads"]["nodes"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(lead, &json!({"note": format!("note-{i}"), "code": format!("code-{i}")}));
+        }
+        t.stop().await;
+    }
+}
