@@ -67,6 +67,10 @@ impl From<StoreError> for ChangeError {
     }
 }
 
+/// Why a formula may not read a sensitive field, for the refusals that say so.
+const WHY_NO_SENSITIVE_FORMULAS: &str = "a formula's value is stored and shown without the encryption, masking and \
+     access log that protect sensitive fields; compute it from fields that are not sensitive";
+
 /// The metadata service: the current snapshot and the one path that changes it.
 pub struct MetadataService {
     store: Store,
@@ -165,6 +169,16 @@ impl MetadataService {
     /// `Store::suspend_sensitive_formulas`); a change to their expression must satisfy it.
     fn check_formula_reads(&self, change: &MetadataChange) -> Result<(), ChangeError> {
         let (object, field, new_formula, now_sensitive) = match change {
+            MetadataChange::CreateObject { object } => {
+                return match self.store.script_host().sensitive_formulas(object).first() {
+                    Some(found) => Err(ChangeError::Refused(format!(
+                        "formula `{}` cannot read {}: {WHY_NO_SENSITIVE_FORMULAS}",
+                        found.formula,
+                        found.describe_reads()
+                    ))),
+                    None => Ok(()),
+                };
+            }
             MetadataChange::CreateField { object, field } => {
                 (object, field, field.formula.is_some(), field.sensitive.is_some())
             }
@@ -183,9 +197,7 @@ impl MetadataService {
         for found in self.store.script_host().sensitive_formulas(object) {
             if new_formula && found.formula == name {
                 return Err(ChangeError::Refused(format!(
-                    "formula `{name}` cannot read {}: a formula's value is stored and shown without the \
-                     encryption, masking and access log that protect sensitive fields; compute it from fields \
-                     that are not sensitive",
+                    "formula `{name}` cannot read {}: {WHY_NO_SENSITIVE_FORMULAS}",
                     found.describe_reads()
                 )));
             }
