@@ -67,6 +67,10 @@ impl From<StoreError> for ChangeError {
     }
 }
 
+/// Why a formula may not read a sensitive field, for the refusals that say so.
+const WHY_NO_SENSITIVE_FORMULAS: &str = "a formula's value is stored and shown without the encryption, masking and \
+     access log that protect sensitive fields; compute it from fields that are not sensitive";
+
 /// The metadata service: the current snapshot and the one path that changes it.
 pub struct MetadataService {
     store: Store,
@@ -126,6 +130,7 @@ impl MetadataService {
     ) -> Result<Arc<Snapshot>, ChangeError> {
         let base = self.current();
         self.check_sources(&change)?;
+        self.check_formula_reads(&change)?;
         let registry = Registry::new(base.registry.version + 1, next)?;
         // Build the schema before touching the database: a change that cannot be served is refused.
         let snapshot = build_snapshot(registry, &self.limits)?;
@@ -155,6 +160,58 @@ impl MetadataService {
         host.compile(source)
             .map(|_| ())
             .map_err(|e| ChangeError::Invalid(MetadataError::Invalid(format!("{what} does not compile: {e}"))))
+    }
+
+    /// A formula's value is stored and shown without encryption, masking or access log, so no
+    /// formula may read a sensitive field (masked-only ones included: they are masked for some
+    /// readers). Refused both ways: saving a formula that reads one, and making a field that a
+    /// formula reads sensitive. Formulas saved before this rule are suspended instead (see
+    /// `Store::suspend_sensitive_formulas`); a change to their expression must satisfy it.
+    fn check_formula_reads(&self, change: &MetadataChange) -> Result<(), ChangeError> {
+        let (object, field, new_formula, now_sensitive) = match change {
+            MetadataChange::CreateObject { object } => {
+                return match self.store.script_host().sensitive_formulas(object).first() {
+                    Some(found) => Err(ChangeError::Refused(format!(
+                        "formula `{}` cannot read {}: {WHY_NO_SENSITIVE_FORMULAS}",
+                        found.formula,
+                        found.describe_reads()
+                    ))),
+                    None => Ok(()),
+                };
+            }
+            MetadataChange::CreateField { object, field } => {
+                (object, field, field.formula.is_some(), field.sensitive.is_some())
+            }
+            MetadataChange::UpdateField { object, before, after, .. } => (
+                object,
+                after,
+                after.formula.is_some() && before.formula != after.formula,
+                after.sensitive.is_some() && before.sensitive.is_none(),
+            ),
+            _ => return Ok(()),
+        };
+        if !new_formula && !now_sensitive {
+            return Ok(());
+        }
+        let name = field.name.as_str();
+        for found in self.store.script_host().sensitive_formulas(object) {
+            if new_formula && found.formula == name {
+                return Err(ChangeError::Refused(format!(
+                    "formula `{name}` cannot read {}: {WHY_NO_SENSITIVE_FORMULAS}",
+                    found.describe_reads()
+                )));
+            }
+            if now_sensitive && found.reads.iter().any(|r| r == name) {
+                let how = if found.whole_record { " (it reads the whole record)" } else { "" };
+                return Err(ChangeError::Refused(format!(
+                    "field `{name}` cannot be sensitive while formula `{}` reads it{how}: a formula's value is \
+                     stored and shown without the encryption, masking and access log that protect sensitive \
+                     fields; change or delete the formula first",
+                    found.formula
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Changes one object: `edit` modifies a copy and returns how to describe the change given

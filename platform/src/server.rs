@@ -155,6 +155,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metadata = MetadataService::load(store.clone(), config.limits.clone())
         .await
         .map_err(|e| StartError::Metadata(e.to_string()))?;
+    store
+        .suspend_sensitive_formulas(&metadata.current().registry)
+        .await
+        .map_err(|e| StartError::Metadata(e.to_string()))?;
     let metadata = Arc::new(metadata);
     let access = Arc::new(AccessService::load(store.clone()).await.map_err(|e| StartError::Access(e.to_string()))?);
     let state = Arc::new(AppState {

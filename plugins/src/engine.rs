@@ -13,7 +13,9 @@ use crate::convert::{
     describe, dynamic_to_json, dynamic_to_value, json_to_dynamic, row_to_map, same, value_to_dynamic,
 };
 use crate::sandbox::{self, HostCall, HostLink, HostReply, Pushed, RunState};
-use crate::{Host, Limits, Row, RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError, ScriptUser};
+use crate::{
+    Host, Limits, Row, RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError, ScriptUser, SensitiveFormula,
+};
 
 /// A compile error, with the position Rhai reports (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,12 +42,18 @@ pub struct ObjectScripts {
     pub actions: HashMap<String, Compiled>,
     /// (field api name, compiled expression) in definition order.
     pub formulas: Vec<(String, Compiled)>,
+    /// Formula fields whose expression reads a sensitive field (saved before such formulas
+    /// were refused): they are not computed, and every save stores them empty.
+    pub suspended: Vec<String>,
 }
 
 impl ObjectScripts {
     /// Whether a save of this object runs any script or formula.
     pub fn touches_saves(&self) -> bool {
-        !(self.validate.is_empty() && self.before_save.is_empty() && self.formulas.is_empty())
+        !(self.validate.is_empty()
+            && self.before_save.is_empty()
+            && self.formulas.is_empty()
+            && self.suspended.is_empty())
     }
 }
 
@@ -89,6 +97,20 @@ fn push_inputs(scope: &mut Scope, record: Map, constant_record: bool, old: &Dyna
 fn take_record(scope: &mut Scope) -> Dynamic {
     scope.rewind(INPUTS.len());
     scope.remove::<Dynamic>("record").unwrap_or(Dynamic::UNIT)
+}
+
+/// The record as formulas see it: sensitive fields are `()`. A formula's value is stored and
+/// shown without encryption, masking or access log, so it must not be computed from them;
+/// formulas that name one are refused when saved, and this keeps any other way of reaching
+/// them (a computed key) from seeing their values.
+fn withhold_sensitive(object: &ObjectDefinition, record: &Map) -> Map {
+    let mut out = record.clone();
+    for f in object.fields.iter().filter(|f| f.sensitive.is_some()) {
+        if let Some(slot) = out.get_mut(f.name.as_str()) {
+            *slot = Dynamic::UNIT;
+        }
+    }
+    out
 }
 
 fn user_map(user: &ScriptUser) -> Dynamic {
@@ -256,9 +278,25 @@ impl ScriptHost {
             let name = field.name.to_string();
             let source = field.formula.as_deref().unwrap_or_default();
             let compiled = self.compile(source).map_err(|e| (name.clone(), e))?;
-            out.formulas.push((name, compiled));
+            if compiled.sensitive_reads(object, &name).is_some() {
+                out.suspended.push(name);
+            } else {
+                out.formulas.push((name, compiled));
+            }
         }
         Ok(out)
+    }
+
+    /// The formulas of `object` that read its sensitive fields. A formula that does not
+    /// compile reads nothing (it cannot be saved, and one saved before fails every write).
+    pub fn sensitive_formulas(&self, object: &ObjectDefinition) -> Vec<SensitiveFormula> {
+        object
+            .formulas()
+            .filter_map(|f| {
+                let compiled = self.compile(f.formula.as_deref().unwrap_or_default()).ok()?;
+                compiled.sensitive_reads(object, f.name.as_str())
+            })
+            .collect()
     }
 
     /// One evaluation within the run whose state is on this thread's stack.
@@ -320,19 +358,34 @@ impl ScriptHost {
         }
 
         // Formulas see neither `old` nor `user`: a stored value must follow from the record
-        // alone, as when existing rows are recomputed.
-        push_inputs(&mut scope, record, true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
+        // alone, as when existing rows are recomputed. Nor do they see sensitive fields.
+        for name in &scripts.suspended {
+            if let Some(field) = object.field(name) {
+                record.insert(name.as_str().into(), Dynamic::UNIT);
+                note_change(field, Value::Null, input.record, &mut out.changes);
+            }
+        }
+        push_inputs(
+            &mut scope,
+            withhold_sensitive(object, &record),
+            true,
+            &Dynamic::UNIT,
+            &Dynamic::UNIT,
+            Dynamic::UNIT,
+        );
         for (name, compiled) in &scripts.formulas {
             if stopped {
                 break;
             }
             let Some(field) = object.field(name) else { continue };
             let result = self.step(&pushed, None, name, &mut scope, compiled);
-            let mut record = take_record(&mut scope).try_cast::<Map>().unwrap_or_default();
+            let mut seen = take_record(&mut scope).try_cast::<Map>().unwrap_or_default();
             match result {
                 Ok(value) => match dynamic_to_value(field, &value, true) {
                     Ok(v) => {
-                        record.insert(name.as_str().into(), value_to_dynamic(field, &v));
+                        let computed = value_to_dynamic(field, &v);
+                        seen.insert(name.as_str().into(), computed.clone());
+                        record.insert(name.as_str().into(), computed);
                         note_change(field, v, input.record, &mut out.changes);
                     }
                     Err(reason) => out
@@ -344,10 +397,9 @@ impl ScriptHost {
                     out.issues.push(script_issue(name, format!("formula `{name}` failed: {e}")));
                 }
             }
-            scope.push_constant_dynamic("record", Dynamic::from_map(record));
+            scope.push_constant_dynamic("record", Dynamic::from_map(seen));
         }
         if !scripts.validate.is_empty() && !stopped {
-            let record = take_record(&mut scope).try_cast::<Map>().unwrap_or_default();
             push_inputs(&mut scope, record, true, &old, &user, Dynamic::UNIT);
         }
 
@@ -381,7 +433,8 @@ impl ScriptHost {
         record: &Row,
     ) -> Result<Value, ScriptError> {
         let mut scope = Scope::new();
-        push_inputs(&mut scope, row_to_map(object, record), true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
+        let record = withhold_sensitive(object, &row_to_map(object, record));
+        push_inputs(&mut scope, record, true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
         let pushed = Pushed::push(RunState::new(None, field.name.as_str(), &self.limits, None, None));
         let result = self.step(&pushed, None, field.name.as_str(), &mut scope, compiled);
         drop(pushed.finish());

@@ -10,12 +10,14 @@ mod convert;
 mod engine;
 mod host;
 mod limits;
+mod reads;
 mod run;
 mod sandbox;
 
 pub use engine::{CompileError, Compiled, ObjectScripts, ScriptHost};
 pub use host::{Host, HostError, HostRecord};
 pub use limits::{Budget, BudgetLimits, Chain, Limits};
+pub use reads::{RecordReads, SensitiveFormula};
 pub use run::{RunInput, RunOutcome, SaveInput, SaveOutcome, ScriptError, ScriptIssue, ScriptUser};
 
 /// A record as scripts and the pipeline exchange it: column → value, as the store holds rows

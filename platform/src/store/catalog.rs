@@ -212,6 +212,7 @@ impl Store {
             return Err(StoreError::Refused("the metadata changed meanwhile; reload and try again".into()));
         }
         self.apply_ddl(&txn, change).await?;
+        self.resume_formulas(&txn, change).await?;
         let object = change.object();
         let now = Utc::now();
         match change {
@@ -434,7 +435,9 @@ impl Store {
         if online {
             super::key_jobs::enqueue_field_conversion(txn, self.backend, object.name.as_str(), after.name.as_str())
                 .await?;
-        } else if !after.is_encrypted() {
+        } else if after.is_encrypted() {
+            super::key_jobs::enqueue_field_sweep(txn, object.name.as_str(), after.name.as_str()).await?;
+        } else {
             // A conversion still running for the field would encrypt what was just decrypted.
             txn.execute(
                 &Query::delete()

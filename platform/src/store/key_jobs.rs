@@ -162,6 +162,17 @@ pub(super) async fn insert_job<C: ConnectionTrait>(
     field: Option<&str>,
     target_version: u32,
 ) -> StoreResult<()> {
+    insert_job_at(conn, kind, object, field, target_version, PHASES[0]).await
+}
+
+async fn insert_job_at<C: ConnectionTrait>(
+    conn: &C,
+    kind: JobKind,
+    object: &str,
+    field: Option<&str>,
+    target_version: u32,
+    phase: &str,
+) -> StoreResult<()> {
     let insert = Query::insert()
         .into_table("sys_key_jobs")
         .columns(["id", "kind", "object", "field", "target_version", "phase", "done", "total", "state", "created_at"])
@@ -171,7 +182,7 @@ pub(super) async fn insert_job<C: ConnectionTrait>(
             object.into(),
             sea_query::Value::String(field.map(str::to_string)).into(),
             i64::from(target_version).into(),
-            PHASES[0].into(),
+            phase.into(),
             0i64.into(),
             0i64.into(),
             JobState::Pending.as_str().into(),
@@ -191,6 +202,18 @@ pub(super) async fn enqueue_field_conversion<C: ConnectionTrait>(
     object: &str,
     field: &str,
 ) -> StoreResult<()> {
+    enqueue_field_job(conn, object, field, PHASES[0]).await
+}
+
+/// Queues, inside the metadata change that converted a field's values itself, a sweep of the
+/// values still not in the field's form a little later (`RELOAD_GRACE`): those a writer that
+/// did not know the change stored meanwhile (a node running a version without the write fence,
+/// during an upgrade). It replaces an unfinished conversion of the field, as a conversion does.
+pub(super) async fn enqueue_field_sweep<C: ConnectionTrait>(conn: &C, object: &str, field: &str) -> StoreResult<()> {
+    enqueue_field_job(conn, object, field, PHASES[2]).await
+}
+
+async fn enqueue_field_job<C: ConnectionTrait>(conn: &C, object: &str, field: &str, phase: &str) -> StoreResult<()> {
     let delete = Query::delete()
         .from_table("sys_key_jobs")
         .and_where(Expr::col("kind").eq(JobKind::ConvertField.as_str()))
@@ -200,7 +223,7 @@ pub(super) async fn enqueue_field_conversion<C: ConnectionTrait>(
         .to_owned();
     conn.execute(&delete).await?;
     let target = max_data_version(conn).await?;
-    insert_job(conn, JobKind::ConvertField, object, Some(field), target).await
+    insert_job_at(conn, JobKind::ConvertField, object, Some(field), target, phase).await
 }
 
 impl Store {

@@ -12,6 +12,7 @@ use tessera_metadata::{Mask, ObjectDefinition, Registry};
 
 use super::audit::{AuditEntry, AuditQuery, append, rewrite_record_images};
 use super::codec::Storage;
+use super::fence::Reach;
 use super::reads::{ReadColumn, cursor_json, read_columns};
 use super::{Store, StoreError, Via};
 use crate::crypto::{Aad, envelope_version};
@@ -36,7 +37,7 @@ impl Erasure {
 }
 
 /// What replaces an erased value in audit images.
-const ERASED: &str = "[erased]";
+pub(super) const ERASED: &str = "[erased]";
 /// Most records of one related object an export lists.
 const EXPORT_RELATED_LIMIT: u64 = 10_000;
 
@@ -226,7 +227,9 @@ impl Store {
             )));
         }
         let _guard = self.write_guard().await;
-        let txn = self.begin_write().await?;
+        // Destroying the record clears lookups of other objects to it.
+        let reach = if mode == Erasure::Delete { Reach::Registry } else { Reach::Object };
+        let txn = self.begin_fenced(registry, object, reach).await?;
         let exists = txn
             .query_one(&Query::select().column("id").from(object.table()).and_where(Expr::col("id").eq(id)).to_owned())
             .await?

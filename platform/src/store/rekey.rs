@@ -106,7 +106,11 @@ struct FieldWork {
 }
 
 enum Step {
-    Scanned { rewritten: u64 },
+    Scanned {
+        rewritten: u64,
+    },
+    /// The metadata changed since the batch was planned.
+    Stale,
     LeaseLost,
     Problem(String),
 }
@@ -239,15 +243,11 @@ impl Store {
         budget: &mut Option<u64>,
         progress: &mut (dyn FnMut(&KeyJob) + Send),
     ) -> StoreResult<RunEnd> {
-        let (_, objects) = self.load_metadata().await?;
-        let Some(object) = objects.into_iter().find(|o| o.name.as_str() == job.object) else {
+        let Some((mut version, mut object, mut fields)) = self.job_work(job).await? else {
             // The object is gone, and its values with it.
             self.finish_job(&job.id, owner, JobState::Done, None).await?;
             return Ok(RunEnd::Finished { rewritten: 0 });
         };
-        self.refresh_converting().await?;
-        let converting = self.converting.load_full();
-        let fields = work_fields(job, &object, &converting);
         self.reload_key_ring().await?;
         let ring = self.key_ring()?;
         if job.kind == JobKind::Rotate && ring.active_version() < job.target_version {
@@ -274,12 +274,17 @@ impl Store {
                 }
                 *left -= 1;
             }
-            let step = self.run_batch(&mut job, owner, &object, &fields, &ring, phase, options.batch_size).await;
+            let step =
+                self.run_batch(&mut job, owner, version, &object, &fields, &ring, phase, options.batch_size).await;
             match step {
                 Ok(Step::Scanned { rewritten: n, .. }) => {
                     rewritten += n;
                     progress(&job);
                 }
+                Ok(Step::Stale) => match self.job_work(&job).await? {
+                    Some(work) => (version, object, fields) = work,
+                    None => break,
+                },
                 Ok(Step::LeaseLost) => return Ok(RunEnd::LeaseLost),
                 Ok(Step::Problem(message)) => {
                     tracing::error!(job = %job.id, %message, "key job failed");
@@ -298,13 +303,26 @@ impl Store {
         Ok(RunEnd::Finished { rewritten })
     }
 
+    /// The metadata version, the object's definition and the fields a job works on, as stored
+    /// now; `None` once the object is gone.
+    async fn job_work(&self, job: &KeyJob) -> StoreResult<Option<(i64, ObjectDefinition, Vec<FieldWork>)>> {
+        let (version, objects) = self.load_metadata().await?;
+        let Some(object) = objects.into_iter().find(|o| o.name.as_str() == job.object) else { return Ok(None) };
+        self.refresh_converting().await?;
+        let fields = work_fields(job, &object, &self.converting.load_full());
+        Ok(Some((version, object, fields)))
+    }
+
     /// One batch of one phase in one write transaction, with the lease renewed and the
-    /// progress stored in it.
+    /// progress stored in it. A batch planned under metadata `version` that has since changed
+    /// (a field stopped or started being encrypted) writes nothing: it is `Stale`, and the job
+    /// goes on under the new definitions.
     #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &self,
         job: &mut KeyJob,
         owner: &str,
+        version: i64,
         object: &ObjectDefinition,
         fields: &[FieldWork],
         ring: &KeyRing,
@@ -313,8 +331,12 @@ impl Store {
     ) -> StoreResult<Step> {
         let _guard = self.write_guard().await;
         let txn = self.begin_write().await?;
-        // The first statement writes, so on SQLite the transaction holds the write lock before
-        // it reads anything and cannot fail to upgrade later.
+        // First, as in a metadata change, which locks the version row before the job rows it
+        // replaces: the other order could deadlock on PostgreSQL.
+        if self.fenced_metadata_version(&txn).await? != version {
+            txn.rollback().await?;
+            return Ok(Step::Stale);
+        }
         let renew = Query::update()
             .table("sys_key_jobs")
             .value("lease_until", now_ms() + LEASE_MS)
@@ -326,6 +348,7 @@ impl Store {
             txn.rollback().await?;
             return Ok(Step::LeaseLost);
         }
+
         let scanned = match phase {
             0 | 2 => self.records_batch(&txn, job, object, fields, ring, phase == 2, batch_size).await,
             _ => self.audit_batch(&txn, job, fields, ring, phase == 3, batch_size).await,

@@ -523,6 +523,12 @@ impl Store {
             .host
             .compile(field.formula.as_deref().unwrap_or_default())
             .map_err(|e| StoreError::Refused(format!("the formula of `{}` does not compile: {e}", field.name)))?;
+        if compiled.sensitive_reads(object, field.name.as_str()).is_some() {
+            // Suspended (see `suspended_formulas`): stored empty, not computed.
+            let clear = Query::update().table(object.table()).value(field.column(), storage(field).null()).to_owned();
+            txn.execute(&clear).await?;
+            return Ok(());
+        }
         let columns: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
         let read = read_columns(object, &columns);
         let column = field.column();

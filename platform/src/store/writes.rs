@@ -14,6 +14,7 @@ use tessera_metadata::{
 
 use super::audit::{AuditEntry, append, append_rows};
 use super::codec::{Storage, storage, to_sql};
+use super::fence::Reach;
 use super::filter::condition;
 use super::reads::{SYSTEM_COLUMNS, read_columns};
 use super::scripts::SaveJob;
@@ -206,6 +207,8 @@ impl Store {
             .collect()
     }
 
+    /// A write transaction without the metadata fence (`begin_fenced`): for a soft delete or
+    /// restore, which writes no field value a changed definition could find in the wrong form.
     async fn begin(&self) -> DataResult<DatabaseTransaction> {
         Ok(self.begin_write().await?)
     }
@@ -319,7 +322,7 @@ impl Store {
             None => None,
         };
         let _guard = if only_inserts { self.insert_guard().await } else { self.write_guard().await };
-        let txn = self.begin().await?;
+        let txn = self.begin_fenced(registry, object, Reach::Object).await?;
         // Split upserts into updates of existing records and inserts.
         let mut existing: HashMap<usize, Record> = HashMap::new();
         if let (Some(field), Some(u)) = (conflict_field, &upsert) {
@@ -620,7 +623,7 @@ impl Store {
                 (None, given.clone())
             };
             let guard = self.write_guard().await;
-            let txn = self.begin().await?;
+            let txn = self.begin_fenced(registry, object, Reach::Object).await?;
             let current = self
                 .lock_record(&txn, object, id, Some(false), scope.as_ref())
                 .await?
@@ -761,7 +764,7 @@ impl Store {
             }
         }
         let _guard = self.write_guard().await;
-        let txn = self.begin().await?;
+        let txn = self.begin_fenced(registry, object, Reach::Object).await?;
         let current = decode_all(txn.query_all(&matching(true)).await?)?;
         if scripted {
             let stale: Vec<Record> = current
@@ -857,7 +860,7 @@ impl Store {
     ) -> DataResult<String> {
         let scope = enforce::rows(caller, object.name.as_str(), Action::Delete)?;
         let _guard = self.write_guard().await;
-        let txn = self.begin().await?;
+        let txn = self.begin_fenced(registry, object, Reach::Registry).await?;
         let current =
             self.lock_record(&txn, object, id, None, scope.as_ref()).await?.ok_or_else(|| not_found(object, id))?;
         remove_record(&txn, registry, object, id).await?;
