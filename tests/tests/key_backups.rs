@@ -104,13 +104,9 @@ async fn an_altered_backup_header_fails_authentication() {
         let target = dir.path().join("restored.key");
         // Any change to the header, even one the key derivation does not read, is detected;
         // and so is passing the file off as version 1, whose header was not authenticated.
-        let edits: [(&str, Box<dyn Fn(&mut Value)>); 2] = [
-            ("createdAt", Box::new(|j| j["createdAt"] = "2031-01-01T00:00:00Z".into())),
-            ("version", Box::new(|j| j["version"] = 1.into())),
-        ];
-        for (what, edit) in edits {
+        for (what, value) in [("createdAt", Value::from("2031-01-01T00:00:00Z")), ("version", Value::from(1))] {
             let tampered = dir.path().join(format!("{what}.backup"));
-            altered(&backup, &tampered, edit);
+            altered(&backup, &tampered, |j| j[what] = value);
             let out = restore(&tampered, PASSPHRASE, &target);
             assert!(!out.status.success(), "[{:?}] an altered {what} restored", t.backend);
             assert!(stderr(&out).contains("the file was altered"), "{}", stderr(&out));
