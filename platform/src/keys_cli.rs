@@ -202,7 +202,8 @@ fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
     }
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
-    file.sync_all()
+    file.sync_all()?;
+    keys::sync_parent_dir(path)
 }
 
 async fn export_backup(keys: &mut KeyArgs, output: &Path, passphrase_env: &str) -> CliResult {

@@ -88,10 +88,19 @@ pub(crate) fn json_to_dynamic(json: &J) -> Dynamic {
     }
 }
 
+/// Deepest nesting of arrays and maps in a script value that leaves the script (a `JSON`
+/// field's value, an action's result, a host call's values): JSON read back from the database
+/// stops at 128 levels, and converting a value walks it recursively.
+pub(crate) const MAX_VALUE_DEPTH: usize = 64;
+
 /// A script value as JSON: decimals as strings (`"12.50"`), integers as numbers, `()` as null.
-/// Values with no JSON form (function pointers, timestamps, blobs, ...) are refused, naming
-/// their type.
+/// Values with no JSON form (function pointers, timestamps, blobs, ...) and values nested
+/// deeper than `MAX_VALUE_DEPTH` are refused, saying why.
 pub(crate) fn dynamic_to_json(value: &Dynamic) -> Result<J, String> {
+    json_at_depth(value, 0)
+}
+
+fn json_at_depth(value: &Dynamic, depth: usize) -> Result<J, String> {
     if value.is_unit() {
         return Ok(J::Null);
     }
@@ -110,13 +119,21 @@ pub(crate) fn dynamic_to_json(value: &Dynamic) -> Result<J, String> {
     if value.is_string() {
         return Ok(J::String(value.to_string()));
     }
+    let nested = depth + 1;
+    let too_deep = || format!("the value nests arrays and maps more than {MAX_VALUE_DEPTH} deep");
     if let Some(items) = value.read_lock::<Array>() {
-        return items.iter().map(dynamic_to_json).collect::<Result<Vec<_>, _>>().map(J::Array);
+        if nested > MAX_VALUE_DEPTH {
+            return Err(too_deep());
+        }
+        return items.iter().map(|v| json_at_depth(v, nested)).collect::<Result<Vec<_>, _>>().map(J::Array);
     }
     if let Some(map) = value.read_lock::<Map>() {
+        if nested > MAX_VALUE_DEPTH {
+            return Err(too_deep());
+        }
         let mut out = serde_json::Map::with_capacity(map.len());
         for (k, v) in map.iter() {
-            out.insert(k.to_string(), dynamic_to_json(v)?);
+            out.insert(k.to_string(), json_at_depth(v, nested)?);
         }
         return Ok(J::Object(out));
     }

@@ -61,14 +61,34 @@ impl ObjectScripts {
 pub struct ScriptHost {
     pub(crate) engine: rhai::Engine,
     pub(crate) limits: Limits,
+    /// The stack every run gets (`script_stack`).
+    stack: usize,
 }
 
 /// Names every script sees; compiled into strict-variables mode so a typo in any other name
 /// is a compile error.
 const INPUTS: [&str; 4] = ["record", "old", "user", "input"];
-/// Stack of the thread a script with host access runs on (deep but bounded recursion in a
-/// debug build needs more than the 2 MiB default).
-const SCRIPT_STACK: usize = 16 << 20;
+/// Stack a run needs besides its calls and data: the host's frames around the engine and a
+/// top-level expression nested to `max_expr_depth`.
+const BASE_STACK: usize = 2 << 20;
+/// Stack per level of script function calls, each with a body nested to its expression depth
+/// limit (measured at most 64 KiB in a debug build at the default limits).
+const STACK_PER_CALL: usize = 128 << 10;
+/// Stack per level of nested arrays and maps, which Rhai walks recursively to check sizes,
+/// clone and drop them (measured about 300 bytes in debug and release builds).
+const STACK_PER_NESTED_VALUE: usize = 1 << 10;
+/// Room above a run's stack on a thread started for it, for the frames before the run begins.
+const STACK_SLACK: usize = 256 << 10;
+
+/// The stack a run under `limits` may use: its deepest calls plus its deepest data (arrays and
+/// maps nest at most as deep as their size limits allow). Memory is reserved, not committed:
+/// only what a run touches is.
+fn script_stack(limits: &Limits) -> usize {
+    let nesting = limits.max_array_len.saturating_add(limits.max_map_len);
+    BASE_STACK
+        .saturating_add(STACK_PER_CALL.saturating_mul(limits.max_call_depth))
+        .saturating_add(STACK_PER_NESTED_VALUE.saturating_mul(nesting))
+}
 
 fn compile_scope() -> Scope<'static> {
     let mut scope = Scope::new();
@@ -225,15 +245,29 @@ impl ScriptHost {
         }
         engine.on_progress(sandbox::on_progress);
         sandbox::register(&mut engine);
-        ScriptHost { engine, limits }
+        let stack = script_stack(&limits);
+        ScriptHost { engine, limits, stack }
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// Runs `f` with the stack a script run may use (see `script_stack`) left on this thread:
+    /// on its own stack when enough is left, else on one allocated for the call, on the same
+    /// thread. Every entry point of the host (compile, save, formula, run) goes through this,
+    /// so deep recursion meets a script limit, never the end of a thread's stack, whichever
+    /// thread calls; callers with many runs to make wrap them all in one call.
+    pub fn with_stack<R>(&self, f: impl FnOnce() -> R) -> R {
+        stacker::maybe_grow(self.stack, self.stack + STACK_SLACK, f)
+    }
+
     /// Compiles a script source.
     pub fn compile(&self, source: &str) -> Result<Compiled, CompileError> {
+        self.with_stack(|| self.compile_here(source))
+    }
+
+    fn compile_here(&self, source: &str) -> Result<Compiled, CompileError> {
         match self.engine.compile_with_scope(&compile_scope(), source) {
             Ok(ast) => Ok(Compiled { ast: Arc::new(ast) }),
             Err(err) => {
@@ -259,11 +293,15 @@ impl ScriptHost {
     /// Compiles every active script and every formula of `object`; the error names the script
     /// (or formula field) that failed.
     pub fn compile_object(&self, object: &ObjectDefinition) -> Result<ObjectScripts, (String, CompileError)> {
+        self.with_stack(|| self.compile_object_here(object))
+    }
+
+    fn compile_object_here(&self, object: &ObjectDefinition) -> Result<ObjectScripts, (String, CompileError)> {
         let mut out = ObjectScripts::default();
         for hook in ScriptHook::ALL {
             for script in object.active_scripts(hook) {
                 let name = script.name.to_string();
-                let compiled = self.compile(&script.source).map_err(|e| (name.clone(), e))?;
+                let compiled = self.compile_here(&script.source).map_err(|e| (name.clone(), e))?;
                 match hook {
                     ScriptHook::Validate => out.validate.push((name, compiled)),
                     ScriptHook::BeforeSave => out.before_save.push((name, compiled)),
@@ -277,7 +315,7 @@ impl ScriptHost {
         for field in object.formulas() {
             let name = field.name.to_string();
             let source = field.formula.as_deref().unwrap_or_default();
-            let compiled = self.compile(source).map_err(|e| (name.clone(), e))?;
+            let compiled = self.compile_here(source).map_err(|e| (name.clone(), e))?;
             if compiled.sensitive_reads(object, &name).is_some() {
                 out.suspended.push(name);
             } else {
@@ -321,10 +359,14 @@ impl ScriptHost {
     /// ones before it), then formulas in definition order (each sees the values before it),
     /// then `VALIDATE` rules over the final record.
     pub fn save(&self, scripts: &ObjectScripts, input: SaveInput<'_>) -> SaveOutcome {
-        let mut out = SaveOutcome::default();
         if !scripts.touches_saves() {
-            return out;
+            return SaveOutcome::default();
         }
+        self.with_stack(|| self.save_here(scripts, input))
+    }
+
+    fn save_here(&self, scripts: &ObjectScripts, input: SaveInput<'_>) -> SaveOutcome {
+        let mut out = SaveOutcome::default();
         let budget = &input.chain.budget;
         if let Some(e) = sandbox::exhausted(budget) {
             out.issues.push(script_issue("", format!("the record's scripts did not run: {e}")));
@@ -432,6 +474,16 @@ impl ScriptHost {
         field: &FieldDefinition,
         record: &Row,
     ) -> Result<Value, ScriptError> {
+        self.with_stack(|| self.formula_here(compiled, object, field, record))
+    }
+
+    fn formula_here(
+        &self,
+        compiled: &Compiled,
+        object: &ObjectDefinition,
+        field: &FieldDefinition,
+        record: &Row,
+    ) -> Result<Value, ScriptError> {
         let mut scope = Scope::new();
         let record = withhold_sensitive(object, &row_to_map(object, record));
         push_inputs(&mut scope, record, true, &Dynamic::UNIT, &Dynamic::UNIT, Dynamic::UNIT);
@@ -450,7 +502,7 @@ impl ScriptHost {
         let started = Instant::now();
         // Only AFTER_SAVE and ACTION scripts reach records, whatever the caller passes.
         let mut outcome = match input.host.filter(|_| input.hook.has_host_api()) {
-            None => self.execute(compiled, &input, None),
+            None => self.with_stack(|| self.execute(compiled, &input, None)),
             Some(host) => self.execute_with_host(compiled, &input, host),
         };
         outcome.duration = started.elapsed();
@@ -467,7 +519,7 @@ impl ScriptHost {
         std::thread::scope(|scope| {
             let spawned = std::thread::Builder::new()
                 .name("tessera-script".into())
-                .stack_size(SCRIPT_STACK)
+                .stack_size(self.stack + STACK_SLACK)
                 .spawn_scoped(scope, move || self.execute(compiled, input, Some(link)));
             let handle = match spawned {
                 Ok(h) => h,

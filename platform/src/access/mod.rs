@@ -7,4 +7,4 @@ mod casbin_adapter;
 pub mod policy;
 mod service;
 
-pub use service::{AccessError, AccessService};
+pub use service::{AccessError, AccessService, ComputedProfile};

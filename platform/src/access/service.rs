@@ -59,8 +59,24 @@ const PROFILE_CACHE_MAX: usize = 1_024;
 
 type FieldRules = BTreeMap<String, BTreeMap<(String, String), FieldAccess>>;
 
-/// Profiles by (metadata version, roles as the caller holds them).
-type ProfileCache = HashMap<(i64, Vec<String>), Arc<AccessProfile>>;
+/// Profiles by (metadata version, roles as the caller holds them), computed from the rules of
+/// one generation: every reload of rules starts a new one and empties the map.
+#[derive(Default)]
+struct ProfileCache {
+    generation: u64,
+    profiles: HashMap<(i64, Vec<String>), Arc<AccessProfile>>,
+}
+
+/// How many times `profile` computes again when the rules change while it computes.
+const PROFILE_ATTEMPTS: usize = 3;
+
+/// A profile as computed from the rules of one generation of the cache; `remember` keeps it
+/// only while that generation is current.
+pub struct ComputedProfile {
+    generation: u64,
+    key: (i64, Vec<String>),
+    pub profile: Arc<AccessProfile>,
+}
 
 /// Identity and access: effective permissions, and the management operations behind the
 /// metadata API.
@@ -107,20 +123,43 @@ impl AccessService {
             policy,
             fields: RwLock::new(fields),
             version: AtomicI64::new(version),
-            profiles: Mutex::new(HashMap::new()),
+            profiles: Mutex::new(ProfileCache::default()),
             tokens: TokenCache::default(),
         })
     }
 
-    /// The effective access of a holder of `roles` over the objects of `registry`.
+    /// The effective access of a holder of `roles` over the objects of `registry`. A profile
+    /// computed while the rules changed is computed again, so that one computed from rules
+    /// already replaced is neither served nor cached.
     pub async fn profile(&self, roles: &[String], registry: &Registry) -> Arc<AccessProfile> {
         if roles.iter().any(|r| r == ADMIN_ROLE) {
             return Arc::new(AccessProfile::Admin);
         }
         let key = (registry.version, roles.to_vec());
-        if let Some(p) = self.profiles.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(p) = self.profiles.lock().ok().and_then(|m| m.profiles.get(&key).cloned()) {
             return p;
         }
+        let mut computed = self.compute_profile(roles, registry).await;
+        for _ in 1..PROFILE_ATTEMPTS {
+            match self.remember(computed) {
+                Ok(profile) => return profile,
+                Err(stale) => {
+                    tracing::debug!(generation = stale.generation, "access rules changed while a profile was computed");
+                    computed = self.compute_profile(roles, registry).await;
+                }
+            }
+        }
+        // The rules keep changing: this profile is at least as new as the request, unlike
+        // what a cache would keep serving, so it is answered but not kept.
+        self.remember(computed).unwrap_or_else(|stale| stale.profile)
+    }
+
+    /// Computes a profile from the rules in force now, tagged with their generation.
+    pub async fn compute_profile(&self, roles: &[String], registry: &Registry) -> ComputedProfile {
+        let key = (registry.version, roles.to_vec());
+        // Read before the rules: a reload that lands while they are read moves the generation
+        // on, and `remember` then refuses what was computed from a mix of old and new.
+        let generation = self.profiles.lock().map(|m| m.generation).unwrap_or_default();
         let expanded = self.policy.expand_roles(roles).await;
         let mut rules = Vec::with_capacity(expanded.len());
         for role in &expanded {
@@ -148,14 +187,21 @@ impl AccessService {
             }
             map.retain(|_, a| a.read.is_some() || a.create);
         }
-        let profile = Arc::new(profile);
-        if let Ok(mut m) = self.profiles.lock() {
-            if m.len() >= PROFILE_CACHE_MAX {
-                m.clear();
-            }
-            m.insert(key, profile.clone());
+        ComputedProfile { generation, key, profile: Arc::new(profile) }
+    }
+
+    /// Caches a computed profile and returns it, unless the rules were reloaded since it was
+    /// computed: then it is handed back unchanged as `Err`.
+    pub fn remember(&self, computed: ComputedProfile) -> Result<Arc<AccessProfile>, ComputedProfile> {
+        let Ok(mut m) = self.profiles.lock() else { return Ok(computed.profile) };
+        if m.generation != computed.generation {
+            return Err(computed);
         }
-        profile
+        if m.profiles.len() >= PROFILE_CACHE_MAX {
+            m.profiles.clear();
+        }
+        m.profiles.insert(computed.key, computed.profile.clone());
+        Ok(computed.profile)
     }
 
     /// One role's own rules (not inherited).
@@ -170,7 +216,8 @@ impl AccessService {
     async fn invalidate(&self) -> Result<(), AccessError> {
         *self.fields.write().await = load_fields(&self.store).await?;
         if let Ok(mut m) = self.profiles.lock() {
-            m.clear();
+            m.generation += 1;
+            m.profiles.clear();
         }
         self.tokens.clear();
         Ok(())
@@ -334,10 +381,10 @@ impl AccessService {
         self.changed().await
     }
 
-    /// Forgets the object permissions of a deleted object (its field permissions went with the
-    /// metadata change itself).
-    pub async fn forget_object(&self, object: &str) -> Result<(), AccessError> {
-        self.policy.remove_object(object).await?;
+    /// Follows a metadata change that removed grants (a deleted object or field): the change
+    /// deleted them and bumped the access version in its own transaction; this node reloads
+    /// now rather than at its next poll.
+    pub async fn grants_removed(&self) -> Result<(), AccessError> {
         self.changed().await
     }
 

@@ -86,14 +86,30 @@ pub fn read_master_key(source: &KeySource) -> Result<Option<MasterKey>, KeyError
     }
 }
 
-/// Writes a new key file readable by its owner only. Never replaces an existing file: the
-/// key is written to a temporary file first and then linked into place, which fails if the
-/// path exists (so two processes generating at once cannot both win).
-pub fn write_new_key_file(path: &Path, master: &MasterKey) -> std::io::Result<()> {
-    let dir = match path.parent() {
+/// The directory a file is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    };
+    }
+}
+
+/// Makes the entries of the directory holding `path` durable: a file synced to disk is lost in
+/// a crash all the same if the directory entry naming it is not.
+pub fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(parent_dir(path))?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Writes a new key file readable by its owner only. Never replaces an existing file: the
+/// key is written to a temporary file first and then linked into place, which fails if the
+/// path exists (so two processes generating at once cannot both win); the directory is synced
+/// once the link is made, so a key that encrypted data survives a crash.
+pub fn write_new_key_file(path: &Path, master: &MasterKey) -> std::io::Result<()> {
+    let dir = parent_dir(path);
     let temp = dir.join(format!(".tessera-key-{}", uuid::Uuid::new_v4().simple()));
     let written = (|| {
         let mut options = std::fs::OpenOptions::new();
@@ -110,7 +126,8 @@ pub fn write_new_key_file(path: &Path, master: &MasterKey) -> std::io::Result<()
         std::fs::hard_link(&temp, path)
     })();
     let _ = std::fs::remove_file(&temp);
-    written
+    written?;
+    sync_parent_dir(path)
 }
 
 /// Unwraps every stored key: the highest data key version is the active one, and so is the

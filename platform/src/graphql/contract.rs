@@ -101,8 +101,10 @@ pub enum AggregateFn {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AggregateValue {
     Value(Value),
-    /// An average, already formatted as a decimal string.
-    Average(String),
+    /// A decimal already formatted as a string: an average, or a sum too large for 64 bits.
+    Decimal(String),
+    /// A sum of whole numbers too large for 64 bits.
+    OutOfRange,
 }
 
 /// Aggregates requested over a set of records.

@@ -430,10 +430,15 @@ fn aggregate_types(object: &Arc<ObjectDefinition>) -> Vec<Object> {
             };
             t = t.field(Field::new(f.graphql_name(), ty, move |ctx| {
                 let row = ctx.parent_value.downcast_ref::<Arc<AggregateRow>>();
-                let v = row.and_then(|r| r.values.get(&(func, field.column()))).map(|v| match v {
-                    AggregateValue::Average(s) => GqlValue::String(s.clone()),
-                    AggregateValue::Value(v) => output(&field, v),
-                });
+                let v = match row.and_then(|r| r.values.get(&(func, field.column()))) {
+                    None => None,
+                    Some(AggregateValue::Decimal(s)) => Some(GqlValue::String(s.clone())),
+                    Some(AggregateValue::Value(v)) => Some(output(&field, v)),
+                    Some(AggregateValue::OutOfRange) => {
+                        let e = gql_error("OUT_OF_RANGE", format!("the {name} of `{}` is beyond 64 bits", field.name));
+                        return FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) });
+                    }
+                };
                 FieldFuture::Value(v.map(FieldValue::value))
             }));
         }

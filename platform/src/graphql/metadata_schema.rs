@@ -498,7 +498,7 @@ impl CatalogMutation {
     /// Deletes an object with all its records.
     async fn delete_object(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
         service(ctx)?.delete_object(&actor(ctx)?, &name).await.map_err(change_error)?;
-        ctx.data::<Arc<AccessService>>()?.forget_object(&name).await.map_err(access_error)?;
+        ctx.data::<Arc<AccessService>>()?.grants_removed().await.map_err(access_error)?;
         Ok(true)
     }
 
@@ -644,6 +644,7 @@ impl CatalogMutation {
     /// Deletes a field and its data.
     async fn delete_field(&self, ctx: &Context<'_>, object: String, field: String) -> async_graphql::Result<bool> {
         service(ctx)?.delete_field(&actor(ctx)?, &object, &field).await.map_err(change_error)?;
+        ctx.data::<Arc<AccessService>>()?.grants_removed().await.map_err(access_error)?;
         Ok(true)
     }
 }

@@ -231,11 +231,11 @@ impl Store {
                         .to_owned(),
                 )
                 .await?;
-                super::roles::forget_fields(&txn, object.name.as_str(), None).await?;
+                super::policy_rules::forget_grants(&txn, object.name.as_str(), None).await?;
             }
             _ => {
                 if let MetadataChange::DeleteField { field, .. } = change {
-                    super::roles::forget_fields(&txn, object.name.as_str(), Some(field.name.as_str())).await?;
+                    super::policy_rules::forget_grants(&txn, object.name.as_str(), Some(field.name.as_str())).await?;
                 }
                 let definition = serde_json::to_string(object).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let insert = Query::insert()

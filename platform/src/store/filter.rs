@@ -14,6 +14,31 @@ fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
+/// A `like` pattern of the API as SQL for `ESCAPE '\\'`: `%` and `_` are wildcards, and a
+/// backslash makes the `%`, `_` or backslash after it literal. Any other backslash (before an
+/// ordinary character, or last) is itself literal. Both engines then read the pattern alike;
+/// left to themselves, PostgreSQL refuses a pattern that ends in its escape character and
+/// SQLite matches nothing with it.
+fn like_pattern(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some(&next @ ('%' | '_' | '\\')) => {
+                out.push('\\');
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push_str("\\\\"),
+        }
+    }
+    out
+}
+
 fn like(pattern: String) -> LikeExpr {
     LikeExpr::new(pattern).escape('\\')
 }
@@ -36,8 +61,8 @@ fn compare(column: &str, op: &FilterOp) -> Condition {
         FilterOp::Gte(v) => col().gte(bind(v)),
         FilterOp::Lt(v) => col().lt(bind(v)),
         FilterOp::Lte(v) => col().lte(bind(v)),
-        FilterOp::Like(p) => col().like(like(p.clone())),
-        FilterOp::ILike(p) => lower().like(like(p.to_lowercase())),
+        FilterOp::Like(p) => col().like(like(like_pattern(p))),
+        FilterOp::ILike(p) => lower().like(like(like_pattern(&p.to_lowercase()))),
         FilterOp::StartsWith(s) => col().like(like(format!("{}%", escape_like(s)))),
         FilterOp::EndsWith(s) => col().like(like(format!("%{}", escape_like(s)))),
         FilterOp::IsNull(true) => col().is_null(),
@@ -219,6 +244,21 @@ mod tests {
         insta::assert_snapshot!(format!("{}\n{}", q.to_string(SqliteQueryBuilder), q.to_string(PostgresQueryBuilder)));
     }
 }
+#[cfg(test)]
+mod like_tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_keep_wildcards_and_make_stray_backslashes_literal() {
+        assert_eq!(like_pattern("a%b_c"), "a%b_c");
+        assert_eq!(like_pattern(r"50\%"), r"50\%");
+        assert_eq!(like_pattern(r"a\_b\\c"), r"a\_b\\c");
+        assert_eq!(like_pattern(r"ends\"), r"ends\\");
+        assert_eq!(like_pattern(r"a\b"), r"a\\b");
+        assert_eq!(like_pattern(r"\\\"), r"\\\\");
+    }
+}
+
 #[cfg(test)]
 mod in_list_tests {
     #[test]

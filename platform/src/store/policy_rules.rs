@@ -173,6 +173,20 @@ async fn write_change(conn: &impl ConnectionTrait, change: &PolicyChange) -> Sto
     Ok(PolicyChangeEffect { removed, added, rules, access_version })
 }
 
+/// Removes every object permission (`p` rule) on `object` and its field permissions (all of
+/// them, or those of one field) inside the caller's transaction, and bumps the access version:
+/// a deleted object or field takes its grants with it in the same commit, so one created later
+/// under the same name starts with none, and other nodes reload their rules.
+pub(super) async fn forget_grants(conn: &impl ConnectionTrait, object: &str, field: Option<&str>) -> StoreResult<()> {
+    if field.is_none() {
+        let rules = PolicyRuleFilter::ptype("p").value(1, object);
+        conn.execute(&Query::delete().from_table("sys_policy_rules").cond_where(rules.condition()?).to_owned()).await?;
+    }
+    super::roles::forget_fields(conn, object, field).await?;
+    bump_access_version(conn).await?;
+    Ok(())
+}
+
 /// Moves the access version on by one inside the caller's transaction and returns the new
 /// value. Every change of access rules (policies, field permissions, role assignments) calls
 /// this, so one number tells whether a node's view of access is current.

@@ -237,6 +237,7 @@ impl Store {
         if !exists {
             return Err(DataError::NotFound(format!("no {} with id `{id}`", object.name)));
         }
+        let mut audit = Vec::new();
         let erased: Vec<String> = match mode {
             Erasure::Anonymize => {
                 let mut update = Query::update();
@@ -257,7 +258,7 @@ impl Store {
                 personal.iter().map(|f| f.name.to_string()).collect()
             }
             Erasure::Delete => {
-                super::writes::remove_record(&txn, registry, object, id).await?;
+                audit = super::writes::remove_record(&txn, registry, object, id, &caller.user_id).await?;
                 object.fields.iter().map(|f| f.name.to_string()).collect()
             }
         };
@@ -265,7 +266,8 @@ impl Store {
         let entry = AuditEntry::new("privacy", "erase_personal_data", Some(&caller.user_id))
             .on(object.name.as_str(), Some(id))
             .images(None, Some(json!({ "mode": mode.as_str(), "fields": erased })));
-        append(&txn, &[entry], self.backend).await?;
+        audit.push(entry);
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         drop(_guard);
         self.forget_old_pages().await;

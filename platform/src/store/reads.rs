@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sea_orm::{ConnectionTrait, QueryResult};
 use sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement, WindowStatement};
-use tessera_metadata::{Filter, ObjectDefinition, OrderKey, Value, format_decimal};
+use tessera_metadata::{Filter, ObjectDefinition, OrderKey, Value};
 
 use super::codec::{Storage, decode};
 use super::filter::{after, apply_order, condition, full_order, in_text_list};
@@ -249,7 +249,13 @@ impl Store {
             let col = Expr::col(column.clone());
             match func {
                 AggregateFn::Sum | AggregateFn::Avg => {
-                    q.expr(Func::cast_as(Func::sum(col.clone()), Alias::new(self.bigint_type())));
+                    // A sum of 64-bit values can leave 64 bits (SQLite then fails, and so does
+                    // PostgreSQL's cast back to BIGINT): the high and low 32 bits of every value
+                    // are summed apart, each sum safe below 2^31 rows, and joined in 128 bits.
+                    let high = col.clone().right_shift(32);
+                    let low = col.clone().bit_and(LOW_BITS);
+                    q.expr(Func::cast_as(Func::sum(high), Alias::new(self.bigint_type())));
+                    q.expr(Func::cast_as(Func::sum(low), Alias::new(self.bigint_type())));
                     q.expr(Func::count(col));
                 }
                 AggregateFn::Min => {
@@ -284,19 +290,24 @@ impl Store {
                 let st = column_storage(object, column).unwrap_or(Storage::Int);
                 let value = match func {
                     AggregateFn::Sum | AggregateFn::Avg => {
-                        let sum = row.try_get_by_index::<Option<i64>>(idx)?;
-                        let n = row.try_get_by_index::<i64>(idx + 1)?;
-                        idx += 2;
+                        let high = row.try_get_by_index::<Option<i64>>(idx)?;
+                        let low = row.try_get_by_index::<Option<i64>>(idx + 1)?;
+                        let n = row.try_get_by_index::<i64>(idx + 2)?;
+                        idx += 3;
+                        let sum = high.zip(low).map(|(h, l)| (i128::from(h) << 32) + i128::from(l));
+                        let scale =
+                            field.filter(|f| f.field_type.is_decimal()).map(|f| f.effective_scale()).unwrap_or(0);
                         match (func, sum) {
                             (_, None) => AggregateValue::Value(Value::Null),
-                            (AggregateFn::Sum, Some(s)) => AggregateValue::Value(Value::Int(s)),
-                            (_, Some(s)) => {
-                                let scale = field
-                                    .filter(|f| f.field_type.is_decimal())
-                                    .map(|f| f.effective_scale())
-                                    .unwrap_or(0);
-                                AggregateValue::Average(average(s, n, scale))
-                            }
+                            (AggregateFn::Sum, Some(s)) => match i64::try_from(s) {
+                                Ok(s) => AggregateValue::Value(Value::Int(s)),
+                                // Decimals are answered as strings, which hold any sum.
+                                Err(_) if field.is_some_and(|f| f.field_type.is_decimal()) => {
+                                    AggregateValue::Decimal(format_units(s, scale))
+                                }
+                                Err(_) => AggregateValue::OutOfRange,
+                            },
+                            (_, Some(s)) => AggregateValue::Decimal(average(s, n, scale)),
                         }
                     }
                     _ => {
@@ -318,20 +329,33 @@ impl Store {
 }
 
 /// `sum / n` of values scaled by `10^scale`, as a decimal string with `scale + 2` digits,
-/// rounded half away from zero.
-fn average(sum: i64, n: i64, scale: u8) -> String {
+/// rounded half away from zero. The sum of 64-bit values over fewer than 2^31 rows times 100
+/// stays far inside 128 bits.
+fn average(sum: i128, n: i64, scale: u8) -> String {
     if n == 0 {
         return "0".into();
     }
-    let extra = 100_i128;
-    let num = i128::from(sum) * extra;
+    let num = sum * 100;
     let den = i128::from(n);
     let q = num / den;
     let r = num % den;
     let rounded = if 2 * r.abs() >= den { q + num.signum() } else { q };
-    let units = i64::try_from(rounded).unwrap_or(i64::MAX);
-    format_decimal(units, scale + 2)
+    format_units(rounded, scale + 2)
 }
+
+/// Units scaled by `10^scale` as a decimal string, as `tessera_metadata::format_decimal` writes
+/// them, in 128 bits.
+fn format_units(units: i128, scale: u8) -> String {
+    let digits = units.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    let sign = if units < 0 { "-" } else { "" };
+    if scale == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") }
+}
+
+/// The low 32 bits of a 64-bit value (see `read_aggregate`).
+const LOW_BITS: i64 = 0xFFFF_FFFF;
 
 fn query_columns(query: &ListQuery) -> Vec<String> {
     let mut cols = query.columns.clone();
@@ -403,4 +427,21 @@ pub fn decode_cursor(object: &ObjectDefinition, keys: &[OrderKey], cursor: &str)
             parsed.ok_or_else(bad)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{average, format_units};
+
+    #[test]
+    fn formats_and_averages_sums_beyond_64_bits() {
+        assert_eq!(format_units(5, 2), "0.05");
+        assert_eq!(format_units(-12_345, 2), "-123.45");
+        assert_eq!(format_units(7, 0), "7");
+        let big = i128::from(i64::MAX) * 2;
+        assert_eq!(format_units(big, 2), "184467440737095516.14");
+        assert_eq!(average(big, 2, 2), "92233720368547758.0700");
+        assert_eq!(average(-5, 2, 0), "-2.50");
+        assert_eq!(average(1, 3, 0), "0.33");
+    }
 }

@@ -141,22 +141,25 @@ impl Store {
         let chain = self.chain_of(caller);
         let user = script_user(caller);
         let object = object.clone();
+        // One stack for the whole batch's runs (see `ScriptHost::with_stack`).
         let outcomes = tokio::task::spawn_blocking(move || {
-            jobs.into_iter()
-                .map(|job| {
-                    let outcome = runtime.host.save(
-                        &scripts,
-                        SaveInput {
-                            object: &object,
-                            record: &job.record,
-                            old: job.old.as_ref(),
-                            user: &user,
-                            chain: &chain,
-                        },
-                    );
-                    (job.record, outcome)
-                })
-                .collect::<Vec<_>>()
+            runtime.host.with_stack(|| {
+                jobs.into_iter()
+                    .map(|job| {
+                        let outcome = runtime.host.save(
+                            &scripts,
+                            SaveInput {
+                                object: &object,
+                                record: &job.record,
+                                old: job.old.as_ref(),
+                                user: &user,
+                                chain: &chain,
+                            },
+                        );
+                        (job.record, outcome)
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .await
         .map_err(|e| {

@@ -395,6 +395,15 @@ impl Store {
                 prepared[i] = prepare(&record)?;
                 rows[i] = record;
             }
+            // Those that update records run them as updates, over the record each updates, so
+            // that what the scripts set is checked with the rest of the patch below.
+            let mut matched: Vec<(usize, &Record)> = existing.iter().map(|(&i, rec)| (i, rec)).collect();
+            matched.sort_by_key(|(i, _)| *i);
+            for (i, rec) in matched {
+                let given = std::mem::take(&mut rows[i]);
+                rows[i] =
+                    self.scripted_patch(caller, registry, object, rec, given).await.map_err(|e| at_index(e, i))?;
+            }
         }
         let all: Vec<(usize, &Row)> = rows.iter().enumerate().collect();
         let mut issues = match early_references {
@@ -463,8 +472,8 @@ impl Store {
         }
         let mut audit = Vec::with_capacity(existing.len());
         for (i, rec) in existing {
-            // Matched by an upsert, the input is an update: its scripts see the record it updates.
-            let patch = self.scripted_patch(caller, registry, object, &rec, rows[i].clone()).await?;
+            // Matched by an upsert, the input is an update, its scripts already applied above.
+            let patch = std::mem::take(&mut rows[i]);
             let updated = self.apply_update(&txn, caller, object, rec.clone(), patch, None, &mut audit).await?;
             out[i] = Some((updated, Some(rec)));
         }
@@ -863,41 +872,59 @@ impl Store {
         let txn = self.begin_fenced(registry, object, Reach::Registry).await?;
         let current =
             self.lock_record(&txn, object, id, None, scope.as_ref()).await?.ok_or_else(|| not_found(object, id))?;
-        remove_record(&txn, registry, object, id).await?;
+        let mut audit = remove_record(&txn, registry, object, id, &caller.user_id).await?;
         let before = image(object, &current.values, None);
-        append(
-            &txn,
-            &[AuditEntry::new("record", "destroy", Some(&caller.user_id))
+        audit.push(
+            AuditEntry::new("record", "destroy", Some(&caller.user_id))
                 .on(object.name.as_str(), Some(id))
-                .images(Some(before), None)],
-            self.backend,
-        )
-        .await?;
+                .images(Some(before), None),
+        );
+        append(&txn, &audit, self.backend).await?;
         txn.commit().await?;
         Ok(id.to_string())
     }
 }
 
-/// Deletes a record permanently, clearing the lookups that point at it first.
+/// Deletes a record permanently, clearing the lookups that point at it first. Each record whose
+/// lookup is cleared changes like any update (version, `updated_at`, `updated_by` the caller
+/// whose deletion caused it) and gets an audit entry `clear_lookup` with the lookup before and
+/// after, which the caller appends in the same transaction.
 pub(super) async fn remove_record(
     txn: &DatabaseTransaction,
     registry: &Registry,
     object: &ObjectDefinition,
     id: &str,
-) -> Result<(), sea_orm::DbErr> {
+    actor: &str,
+) -> Result<Vec<AuditEntry>, sea_orm::DbErr> {
+    let now = now();
+    let mut audit = Vec::new();
     for rel in registry.reverse_relations(object.name.as_str()) {
         let Some(source) = registry.object(rel.source.as_str()) else { continue };
-        txn.execute(
-            &Query::update()
-                .table(source.table())
-                .value(rel.column.clone(), Storage::Text.null())
-                .and_where(Expr::col(rel.column.clone()).eq(id))
-                .to_owned(),
-        )
-        .await?;
+        let mut update = Query::update();
+        update
+            .table(source.table())
+            .value(rel.column.clone(), Storage::Text.null())
+            .value("version", Expr::col("version").add(1))
+            .value("updated_at", now)
+            .value("updated_by", actor)
+            .and_where(Expr::col(rel.column.clone()).eq(id))
+            .returning_col("id");
+        if source.name == object.name {
+            // The record itself goes below; it is not changed first.
+            update.and_where(Expr::col("id").ne(id));
+        }
+        for row in txn.query_all(&update).await? {
+            let cleared: String = row.try_get_by_index(0)?;
+            audit.push(
+                AuditEntry::new("record", "clear_lookup", Some(actor)).on(source.name.as_str(), Some(&cleared)).images(
+                    Some(serde_json::json!({ rel.field.as_str(): id })),
+                    Some(serde_json::json!({ rel.field.as_str(): null })),
+                ),
+            );
+        }
     }
     txn.execute(&Query::delete().from_table(object.table()).and_where(Expr::col("id").eq(id)).to_owned()).await?;
-    Ok(())
+    Ok(audit)
 }
 
 /// The coerced patch of an update, refused per field where the caller may not edit.
@@ -926,6 +953,18 @@ fn new_row(caller: &Caller, input: Row, now: DateTime<Utc>) -> (String, Row) {
     row.insert("version".into(), Value::Int(1));
     row.insert("deleted_at".into(), Value::Null);
     (id, row)
+}
+
+/// `e` with its field errors moved to the input at `index` (an upsert's update, whose
+/// scripts run one input at a time).
+fn at_index(e: DataError, index: usize) -> DataError {
+    match e {
+        DataError::BadInput { message, field_errors } => DataError::BadInput {
+            message,
+            field_errors: field_errors.into_iter().map(|issue| issue.at(index)).collect(),
+        },
+        other => other,
+    }
 }
 
 fn not_found(object: &ObjectDefinition, id: &str) -> DataError {
