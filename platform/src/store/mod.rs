@@ -3,6 +3,7 @@
 //! tokens, access policy rules and the audit log through sea-query over sea-orm, on SQLite and
 //! PostgreSQL alike.
 
+mod access_log;
 mod audit;
 mod catalog;
 mod codec;
@@ -36,6 +37,7 @@ use tokio::sync::Mutex;
 
 use crate::crypto::{KeyRing, MasterKey};
 
+pub use access_log::{SensitiveRead, SensitiveReadQuery, Via};
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
@@ -46,7 +48,6 @@ pub use privacy::Erasure;
 pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use scripts::TestRun;
-pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
@@ -100,7 +101,7 @@ pub struct Store {
     /// plaintext, which reads and searches then accept.
     converting: Arc<arc_swap::ArcSwap<HashSet<(String, String)>>>,
     /// Where unmasked reads of sensitive values are queued for the access log.
-    access_log: sensitive::AccessLog,
+    access_log: access_log::AccessLog,
     /// The master key, kept to unwrap keys that a rotation adds while the server runs.
     master: Arc<arc_swap::ArcSwapOption<MasterKey>>,
     /// The key ring version the installed ring was loaded at.
@@ -243,7 +244,7 @@ impl Store {
         Migrator::up(&db, None).await?;
         upgrade::blind_indexes_to_integers(&writer, backend).await?;
         let write_lock = std::sync::Arc::new(Mutex::new(()));
-        let access_log = sensitive::AccessLog::start(writer.clone(), backend, write_lock.clone());
+        let access_log = access_log::AccessLog::start(writer.clone(), backend, write_lock.clone());
         Ok(Store {
             db,
             writer,

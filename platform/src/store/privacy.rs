@@ -104,7 +104,7 @@ impl Store {
             if !shown.is_empty() {
                 let mut fields: Vec<String> = shown.into_iter().collect();
                 fields.sort();
-                log.push(super::sensitive::ReadBatch {
+                log.push(super::access_log::ReadBatch {
                     at: chrono::Utc::now(),
                     user_id: caller.user_id.clone(),
                     object: object.clone(),
