@@ -131,7 +131,10 @@ impl RecordStore for Store {
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
-        let supplied = Supplied::of(object, &inputs);
+        let mut supplied = Supplied::of(object, &inputs);
+        if let Some(u) = &upsert {
+            supplied = supplied.upserted(object, &u.update);
+        }
         let caller = &self.in_chain(caller, object);
         let written = self.create_records(caller, registry, object, inputs, upsert).await?;
         self.after_save(caller, registry, object, &written).await;

@@ -4,6 +4,8 @@
 //! callers without `UNMASKED_READ`; every value shown unmasked is queued for the sensitive
 //! access log (`access_log`).
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use tessera_metadata::{FieldDefinition, Filter, Mask, ObjectDefinition, Value};
 
@@ -13,18 +15,25 @@ use super::{Store, StoreResult};
 use crate::crypto::{Aad, CryptoError, KeyRing};
 use crate::graphql::{Caller, DataResult, Record};
 
-/// Which sensitive fields each input of a write gave: the values `reveal` hands back to the
-/// writer as their own, neither masked nor logged. A value a rule filled in for a record whose
-/// input left the field out is not the writer's, even if another input of the batch gave it.
+/// The sensitive values a write's inputs gave and the write stored: what `reveal` hands back
+/// to the writer as their own, neither masked nor logged. A value is the writer's only where the
+/// record now holds exactly what its own input gave: not a value a rule changed after the input
+/// gave it or filled in where the input left the field out (even if another input of the batch
+/// gave it), nor a stored value the input named for a field its write left alone (an upsert
+/// overwrites only the fields `upsert.update` lists on the records it matches). So a write shows
+/// unmasked only what the writer typed, never what the record held before.
 pub(super) struct Supplied {
     /// The sensitive fields' columns.
     columns: Vec<String>,
-    /// Input after input, whether it gave each of `columns`. A single input stands for every
-    /// record it wrote (an update of many records).
-    given: Vec<bool>,
+    /// Input after input, the value it gave each of `columns` (`None`: not given, or not a
+    /// text). A single input stands for every record it wrote (an update of many records).
+    given: Vec<Option<String>>,
     /// Record after record, whether it holds its values in plain text rather than as stored
     /// (records a create inserted, as opposed to those its upsert updated). Empty: none does.
     plain: Vec<bool>,
+    /// The columns an upsert overwrote on the records it matched (those not in plain text);
+    /// `None`: the write stored every column its input gave.
+    overwritten: Option<HashSet<String>>,
 }
 
 impl Supplied {
@@ -33,14 +42,27 @@ impl Supplied {
         let given = if fields.is_empty() {
             Vec::new()
         } else {
-            inputs.iter().flat_map(|input| fields.iter().map(|f| input.contains_key(f.name.as_str()))).collect()
+            let value = |input: &crate::graphql::RecordInput, f: &FieldDefinition| match input
+                .get(f.name.as_str())
+                .map(|json| Value::coerce(f, json))
+            {
+                Some(Ok(Value::Text(s))) => Some(s),
+                _ => None,
+            };
+            inputs.iter().flat_map(|input| fields.iter().map(move |f| value(input, f))).collect()
         };
-        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given, plain: Vec::new() }
+        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given, plain: Vec::new(), overwritten: None }
     }
 
     /// Marks the records (in order) that hold their values in plain text.
     pub(super) fn holding_plain_text(mut self, plain: Vec<bool>) -> Supplied {
         self.plain = plain;
+        self
+    }
+
+    /// Notes that the records an upsert matched had only the fields of `update` overwritten.
+    pub(super) fn upserted(mut self, object: &ObjectDefinition, update: &[String]) -> Supplied {
+        self.overwritten = Some(update.iter().filter_map(|name| object.field(name)).map(|f| f.column()).collect());
         self
     }
 
@@ -50,12 +72,16 @@ impl Supplied {
         self.plain.get(record).copied().unwrap_or(false)
     }
 
-    /// Whether the input of the write's `record`th record gave `column`.
-    fn gave(&self, record: usize, column: &str) -> bool {
-        let Some(j) = self.columns.iter().position(|c| c == column) else { return false };
+    /// The value of `column` that the input of the write's `record`th record gave, if the
+    /// write stored it (a rule may still have changed it: `reveal` compares).
+    fn stored_input(&self, record: usize, column: &str) -> Option<&str> {
+        let j = self.columns.iter().position(|c| c == column)?;
+        if !self.plain(record) && self.overwritten.as_ref().is_some_and(|o| !o.contains(column)) {
+            return None;
+        }
         let width = self.columns.len();
         let input = if self.given.len() == width { 0 } else { record };
-        self.given.get(input * width + j).copied().unwrap_or(false)
+        self.given.get(input * width + j)?.as_deref()
     }
 }
 
@@ -148,8 +174,8 @@ impl Store {
     }
 
     /// Opens the sensitive values of records for the caller: the value itself where they may
-    /// see it unmasked (logged), its mask otherwise. Values a record's own input gave
-    /// (`supplied`) are returned as given, unlogged. A value that fails to open is left out and
+    /// see it unmasked (logged), its mask otherwise. Values a record's own input gave and its
+    /// write stored (`supplied`) are returned as given, unlogged. A value that fails to open is left out and
     /// named in `Record::broken`, so the API reports an error for that value only.
     pub(super) async fn reveal(
         &self,
@@ -218,11 +244,12 @@ impl Store {
                 let Value::Text(value) = slot else { continue };
                 // A record a create just inserted holds the values written, not envelopes. Those
                 // its own input gave are shown as they are, neither masked nor logged; others
-                // (filled in by a rule) are shown like any value read. Every other record holds
-                // stored values, opened whatever they look like.
+                // (filled in or changed by a rule) are shown like any value read. Every other
+                // record holds stored values, opened whatever they look like, and shown as given
+                // only where they are what this write stored from its input.
                 let written = supplied.is_some_and(|s| s.plain(r));
-                let own_input = supplied.is_some_and(|s| s.gave(r, column));
-                if written && own_input {
+                let own_input = supplied.and_then(|s| s.stored_input(r, column));
+                if written && own_input == Some(value.as_str()) {
                     continue;
                 }
                 if let Some(ring) = &ring
@@ -238,7 +265,7 @@ impl Store {
                         continue;
                     }
                 }
-                if own_input {
+                if own_input == Some(value.as_str()) {
                     continue;
                 }
                 if unmasked[i] {
