@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{Value, json};
-use tessera_tests::{TestServer, each_backend, error_codes, field_errors};
+use tessera_tests::{Backend, TestServer, each_backend, error_codes};
 
 const PHONE: &str = "13812345678";
 const ID_NUMBER: &str = "110101199003071234";
@@ -54,7 +54,7 @@ async fn create_customer(t: &TestServer, name: &str, phone: &str, id_number: &st
 
 /// A user of a new role that may read (masked), create and update customers and read
 /// purchases; returns (id, token).
-async fn agent(t: &TestServer, email: &str) -> (String, String) {
+async fn new_agent(t: &TestServer, email: &str) -> (String, String) {
     if t.meta("{ role(name: \"agent\") { name } }", json!({})).await["data"]["role"].is_null() {
         t.role("agent").await;
         t.grant("agent", "customer", "read create update", "ALL").await;
@@ -73,6 +73,34 @@ async fn set_script(t: &TestServer, object: &str, name: &str, hook: &str, source
     assert!(r.get("errors").is_none(), "{r}");
 }
 
+/// Every value of every row of a table, as text.
+async fn table_text(t: &TestServer, table: &str) -> String {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(&t.database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    let sql = match t.backend {
+        Backend::Postgres => format!("SELECT CAST(t AS TEXT) FROM {table} t"),
+        Backend::Sqlite => {
+            let info = Statement::from_string(backend, format!("SELECT name FROM pragma_table_info('{table}')"));
+            let columns: Vec<String> = db
+                .query_all_raw(info)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("COALESCE(CAST(\"{}\" AS TEXT), '')", r.try_get_by_index::<String>(0).unwrap()))
+                .collect();
+            format!("SELECT {} FROM {table}", columns.join(" || ' ' || "))
+        }
+    };
+    let mut out = String::new();
+    for row in db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap() {
+        out.push_str(&row.try_get_by_index::<String>(0).unwrap());
+        out.push('\n');
+    }
+    db.close().await.ok();
+    out
+}
+
 /// The sensitive access log entries of a record (or all, without one), newest first.
 async fn access_log(t: &TestServer, record: Option<&str>) -> Vec<Value> {
     let log = t
@@ -89,7 +117,7 @@ async fn upserts_show_unmasked_only_the_values_their_write_stored() {
     each_backend!(|t| {
         customer_object(&t).await;
         let id = create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
-        let (agent_id, agent) = agent(&t, "agent@example.com").await;
+        let (agent_id, agent) = new_agent(&t, "agent@example.com").await;
         let upsert = "mutation($d: [CustomerInput!]!, $u: [CustomerField!]!) {
             createCustomers(data: $d, upsert: {onConflict: [phone], update: $u}) { id name phone idNumber email } }";
 
@@ -169,4 +197,169 @@ async fn upserts_show_unmasked_only_the_values_their_write_stored() {
             .await;
         assert_eq!(r["updateCustomer"]["idNumber"], "110101199003070000");
     });
+}
+
+#[tokio::test]
+async fn masked_fields_are_searched_only_by_single_values_a_few_per_request() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let a = create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
+        create_customer(&t, "韩梅梅", "13900000000", "220101199001011111", "han@example.com").await;
+        let (_, agent) = new_agent(&t, "agent@example.com").await;
+        let find = "query($f: CustomerFilter) { customers(filter: $f) { totalCount } }";
+
+        // Several values at once, their complement, or parts of one: refused on every field the
+        // agent sees masked, encrypted or not.
+        for filter in [
+            json!({"phone": {"in": [PHONE, "13900000000"]}}),
+            json!({"phone": {"notIn": [PHONE]}}),
+            json!({"phone": {"neq": PHONE}}),
+            json!({"email": {"in": [EMAIL]}}),
+            json!({"name": {"in": [NAME, "韩梅梅"]}}),
+            json!({"name": {"neq": NAME}}),
+            json!({"name": {"like": "欧%"}}),
+            json!({"name": {"gte": "欧"}}),
+            json!({"not": {"or": [{"city": {"eq": "x"}}, {"name": {"notIn": [NAME]}}]}}),
+        ] {
+            let r = t.data_as(&agent, find, json!({"f": filter})).await;
+            assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{filter}: {r}");
+            assert!(r["errors"][0]["message"].as_str().unwrap().contains("masked"), "{r}");
+        }
+        // Whoever sees the values unmasked may use them all.
+        let r = t.data_ok(find, json!({"f": {"phone": {"in": [PHONE, "13900000000"]}}})).await;
+        assert_eq!(r["customers"]["totalCount"], 2);
+        // One value at a time finds the caller, encrypted or not, directly or through a lookup.
+        t.data_ok("mutation($c: ID!) { createPurchase(data: {title: \"o\", customerId: $c}) { id } }", json!({"c": a}))
+            .await;
+        let r = t.data_ok_as(&agent, find, json!({"f": {"phone": {"eq": "+86 138 1234 5678"}}})).await;
+        assert_eq!(r["customers"]["totalCount"], 1);
+        let r = t.data_ok_as(&agent, find, json!({"f": {"name": {"eq": NAME}, "phone": {"isNull": false}}})).await;
+        assert_eq!(r["customers"]["totalCount"], 1);
+        let r = t
+            .data_ok_as(
+                &agent,
+                "{ purchases(filter: {customer: {phone: {eq: \"13812345678\"}}}) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(r["purchases"]["totalCount"], 1);
+
+        // Three different values of one field per request, wherever they are searched for: in
+        // `or` branches, aliased aggregates, groups, lookups and nested relations alike.
+        let or = |n: usize| {
+            let branches: Vec<Value> = (0..n).map(|i| json!({"phone": {"eq": format!("1300000000{i}")}})).collect();
+            json!({"or": branches})
+        };
+        let aggregate = "query($f: CustomerFilter) { customersAggregate(filter: $f) { count } }";
+        t.data_ok_as(&agent, aggregate, json!({"f": or(3)})).await;
+        let r = t.data_as(&agent, aggregate, json!({"f": or(4)})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("at most 3 different values"), "{r}");
+        let spread = "{
+            a: customersAggregate(filter: {phone: {eq: \"13000000011\"}}) { count }
+            b: customersGroupBy(groupBy: [city], filter: {phone: {eq: \"13000000012\"}}) { count }
+            c: purchases(filter: {customer: {phone: {eq: \"13000000013\"}}}) { totalCount }
+            d: purchases(first: 1) { nodes { customer { purchases(filter: {customer: {phone: {eq: \"13000000014\"}}}) { nodes { title } } } } }
+            e: customersAggregate(filter: {name: {eq: \"韩梅梅\"}}) { count }
+        }";
+        let r = t.data_as(&agent, spread, json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "one search too many, whichever ran last: {r}");
+        assert_eq!(r["data"]["e"]["count"], 1, "another field has its own count: {r}");
+        // The same value searched for again in one request is one search.
+        let again = "{
+            a: customersAggregate(filter: {phone: {eq: \"13000000021\"}}) { count }
+            b: customers(filter: {or: [{phone: {eq: \"13000000021\"}}, {phone: {eq: \"13000000022\"}}]}) { totalCount }
+            c: purchases(filter: {customer: {phone: {eq: \"13000000022\"}}}) { totalCount }
+            d: customersAggregate(filter: {not: {phone: {eq: \"13000000023\"}}}) { count }
+        }";
+        t.data_ok_as(&agent, again, json!({})).await;
+        // The admin is not counted.
+        t.data_ok(aggregate, json!({"f": or(10)})).await;
+    });
+}
+
+#[tokio::test]
+async fn each_search_of_a_masked_field_is_logged_with_the_records_it_matched_never_the_value() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let a = create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
+        let (agent_id, agent) = new_agent(&t, "agent@example.com").await;
+        t.data_ok("mutation($c: ID!) { createPurchase(data: {title: \"o\", customerId: $c}) { id } }", json!({"c": a}))
+            .await;
+        let missing = "13000000000";
+        t.data_ok_as(
+            &agent,
+            "query($p: String, $m: String) {
+                a: customers(filter: {phone: {eq: $p}}) { nodes { phone } }
+                b: customersAggregate(filter: {phone: {eq: $p}}) { count }
+                c: purchases(filter: {customer: {name: {eq: \"欧阳娜娜\"}}}) { totalCount }
+                d: customersAggregate(filter: {phone: {eq: $m}}) { count }
+            }",
+            json!({"p": PHONE, "m": missing}),
+        )
+        .await;
+        // The admin's searches see every value anyway: they are not guesses.
+        t.data_ok("query($p: String) { customers(filter: {phone: {eq: $p}}) { totalCount } }", json!({"p": PHONE}))
+            .await;
+
+        let searches: Vec<Value> = access_log(&t, None)
+            .await
+            .into_iter()
+            .filter(|e| e["via"] == "search")
+            .map(|e| json!({"userId": e["userId"], "object": e["object"], "recordId": e["recordId"], "fields": e["fields"]}))
+            .collect();
+        let entry = |record: Value, field: &str| json!({"userId": agent_id, "object": "customer", "recordId": record, "fields": [field]});
+        assert_eq!(searches.len(), 3, "one entry per value searched for in the request: {searches:?}");
+        for expected in [entry(json!(a), "phone"), entry(json!(a), "name"), entry(Value::Null, "phone")] {
+            assert!(searches.contains(&expected), "{expected} in {searches:?}");
+        }
+        let of_record = access_log(&t, Some(&a)).await;
+        assert_eq!(of_record.iter().filter(|e| e["via"] == "search").count(), 2, "{of_record:?}");
+
+        // The log's rows name the agent and the search, never a value searched for.
+        let mut stored = table_text(&t, "sys_sensitive_reads").await;
+        stored.push_str(&table_text(&t, "sys_sensitive_read_records").await);
+        assert!(stored.contains(&agent_id) && stored.contains("search"), "the scan sees the entries: {stored}");
+        for value in [PHONE, missing, NAME, "12345678"] {
+            assert!(!stored.contains(value), "[{:?}] `{value}` is in the log: {stored}", t.backend);
+        }
+    });
+}
+
+#[tokio::test]
+async fn searches_of_masked_fields_are_rate_limited_per_user() {
+    for backend in tessera_tests::backends() {
+        let t = TestServer::start_with(backend, |c| c.masked_search.per_user_per_minute = 4).await;
+        customer_object(&t).await;
+        create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
+        let (_, agent) = new_agent(&t, "agent@example.com").await;
+        let (_, other) = new_agent(&t, "other@example.com").await;
+        let find = "query($p: String) { customersAggregate(filter: {phone: {eq: $p}}) { count } }";
+        for i in 0..2 {
+            t.data_ok_as(&agent, find, json!({"p": format!("1300000000{i}")})).await;
+        }
+        // Two more in one request fill the quota of four; a fifth, even of a value searched for
+        // in an earlier request, is refused.
+        t.data_ok_as(
+            &agent,
+            "{ customers(filter: {or: [{phone: {eq: \"13000000002\"}}, {phone: {eq: \"13000000003\"}}]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+        let r = t.data_as(&agent, find, json!({"p": "13000000000"})).await;
+        assert_eq!(error_codes(&r), ["RATE_LIMITED"], "[{backend:?}] {r}");
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("4 times a minute"), "{r}");
+        // Searching without a masked field, another user and the admin go on.
+        t.data_ok_as(&agent, "{ customersAggregate(filter: {city: {eq: \"Beijing\"}}) { count } }", json!({})).await;
+        let r = t.data_ok_as(&other, find, json!({"p": PHONE})).await;
+        assert_eq!(r["customersAggregate"]["count"], 1);
+        for _ in 0..3 {
+            t.data_ok(
+                "{ customers(filter: {phone: {in: [\"13000000000\", \"13000000001\"]}}) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        }
+        t.stop().await;
+    }
 }

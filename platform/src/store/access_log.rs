@@ -31,6 +31,9 @@ pub enum Via {
     Export,
     /// A record's audit images.
     Audit,
+    /// A search by equality on a field the caller sees masked: the records it matched, whose
+    /// value the answer confirmed (the value searched for is not logged).
+    Search,
 }
 
 impl Via {
@@ -42,6 +45,7 @@ impl Via {
             Via::Write => "write",
             Via::Export => "export",
             Via::Audit => "audit",
+            Via::Search => "search",
         }
     }
 }
@@ -54,7 +58,8 @@ pub struct SensitiveRead {
     pub at: DateTime<Utc>,
     pub user_id: String,
     pub object: String,
-    pub record_id: String,
+    /// The record read; none for a search that matched no record.
+    pub record_id: Option<String>,
     /// Api names of the fields shown unmasked.
     pub fields: Vec<String>,
     pub via: String,
@@ -414,7 +419,8 @@ impl Store {
         Ok(lists)
     }
 
-    /// Reads the sensitive access log, newest first: one entry per record read. With a record
+    /// Reads the sensitive access log, newest first: one entry per record read (and one for a
+    /// search that matched none). With a record
     /// id it is an index lookup of that record's reads; otherwise reads are listed newest first
     /// and expanded into their records.
     pub async fn sensitive_reads(&self, q: &SensitiveReadQuery) -> StoreResult<Vec<SensitiveRead>> {
@@ -478,23 +484,29 @@ impl Store {
             };
             let fields: Vec<String> =
                 text(4)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let records = lists.get(&id).map(String::as_str).unwrap_or_default();
-            for record in records.split(',').filter(|s| !s.is_empty()) {
-                if q.record_id.as_deref().is_some_and(|r| r != record) {
+            let list = lists.get(&id).map(String::as_str).unwrap_or_default();
+            let mut records: Vec<Option<&str>> = list.split(',').filter(|s| !s.is_empty()).map(Some).collect();
+            if records.is_empty() {
+                // A search that matched no record is one entry without a record.
+                records.push(None);
+            }
+            for record in records {
+                if q.record_id.is_some() && q.record_id.as_deref() != record {
                     continue;
                 }
+                let key = record.unwrap_or_default();
                 if let Some((read, last)) = &after
                     && *read == id
-                    && record <= last.as_str()
+                    && key <= last.as_str()
                 {
                     continue;
                 }
                 out.push(SensitiveRead {
-                    id: format!("{id}:{record}"),
+                    id: format!("{id}:{key}"),
                     at,
                     user_id: text(2)?.unwrap_or_default(),
                     object: text(3)?.unwrap_or_default(),
-                    record_id: record.to_string(),
+                    record_id: record.map(str::to_string),
                     fields: fields.clone(),
                     via: text(5)?.unwrap_or_default(),
                     request_id: text(6)?,

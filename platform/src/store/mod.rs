@@ -13,6 +13,7 @@ mod filter;
 mod identity;
 mod key_jobs;
 mod key_ring;
+mod masked_search;
 mod policy_rules;
 mod privacy;
 mod reads;
@@ -43,6 +44,7 @@ pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
 pub use key_jobs::{JobKind, JobState, KeyJob};
 pub use key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA};
+pub use masked_search::{DEFAULT_MASKED_SEARCHES_PER_FIELD, DEFAULT_MASKED_SEARCHES_PER_MINUTE, MaskedSearchLimits};
 pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
 pub use privacy::Erasure;
 pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
@@ -108,6 +110,8 @@ pub struct Store {
     key_ring_loaded: Arc<AtomicI64>,
     /// The script host, its compiled scripts and the budgets of script runs.
     scripts: Arc<scripts::ScriptRuntime>,
+    /// The limits and per-user rates of searches on fields a caller sees masked.
+    masked_search: Arc<masked_search::MaskedSearchGuard>,
     /// PostgreSQL: rows inserted per table since its statistics were last refreshed.
     statistics: Arc<parking_lot::Mutex<std::collections::HashMap<String, TableGrowth>>>,
 }
@@ -260,6 +264,7 @@ impl Store {
             master: Arc::new(arc_swap::ArcSwapOption::empty()),
             key_ring_loaded: Arc::new(AtomicI64::new(0)),
             scripts: Arc::new(scripts::ScriptRuntime::new(Default::default(), Default::default())),
+            masked_search: Arc::new(masked_search::MaskedSearchGuard::new(Default::default())),
             statistics: Default::default(),
         })
     }

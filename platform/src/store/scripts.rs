@@ -638,6 +638,7 @@ fn host_error(e: DataError) -> HostError {
         DataError::NotFound(_) => ("NOT_FOUND", &[][..]),
         DataError::Forbidden(_) => ("FORBIDDEN", &[][..]),
         DataError::Timeout => ("TIMEOUT", &[][..]),
+        DataError::RateLimited(_) => ("RATE_LIMITED", &[][..]),
         DataError::Internal => ("INTERNAL_SERVER_ERROR", &[][..]),
     };
     let mut message = e.to_string();

@@ -165,6 +165,9 @@ impl Store {
             }
             Filter::Or(parts) => Filter::Or(parts.into_iter().map(|p| self.hash_filter(p)).collect::<Result<_, _>>()?),
             Filter::Not(inner) => Filter::Not(Box::new(self.hash_filter(*inner)?)),
+            Filter::Probe { object, field, filter } => {
+                Filter::Probe { object, field, filter: Box::new(self.hash_filter(*filter)?) }
+            }
             other => other,
         })
     }
