@@ -189,7 +189,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "server stopped");
         }
         // The access log gathers reads for up to a second: write them before the process ends.
-        log_on_exit.flush_access_log().await;
+        if !log_on_exit.flush_access_log().await {
+            tracing::error!("the sensitive access log could not be written before the server stopped");
+        }
         watcher.abort();
         key_jobs.abort();
         if let Some(m) = maintenance {

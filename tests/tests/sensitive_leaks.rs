@@ -363,3 +363,69 @@ async fn searches_of_masked_fields_are_rate_limited_per_user() {
         t.stop().await;
     }
 }
+
+async fn raw_execute(t: &TestServer, sql: &str) {
+    use sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(&t.database_url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.ok();
+}
+
+#[tokio::test]
+async fn unmasked_reads_fail_closed_while_the_access_log_cannot_be_written_and_served_ones_are_logged_later() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let id = create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
+        t.role("supervisor").await;
+        t.grant("supervisor", "customer", "read update", "ALL").await;
+        t.field_access("supervisor", "customer", "phone", "UNMASKED_READ").await;
+        let (supervisor_id, supervisor) = t.user("supervisor@example.com", &["supervisor"], None).await;
+        let (_, agent) = new_agent(&t, "agent@example.com").await;
+        let store = t.server.as_ref().unwrap().store.clone();
+        assert!(store.flush_access_log().await);
+        let list = "{ customers(first: 10) { nodes { name phone } } }";
+
+        // The log's table goes away (a failover, a full disk) after a read was served.
+        raw_execute(&t, "ALTER TABLE sys_sensitive_reads RENAME TO sys_sensitive_reads_away").await;
+        let r = t.data_ok_as(&supervisor, list, json!({})).await;
+        assert_eq!(r["customers"]["nodes"][0]["phone"], PHONE);
+        assert!(!store.flush_access_log().await, "[{:?}] the served read cannot be written yet", t.backend);
+
+        // Until it can be written again, nothing that would need it is shown: reads are refused,
+        // searches of masked fields too, and a write's result comes back masked.
+        let r = t.data_as(&supervisor, list, json!({})).await;
+        assert_eq!(error_codes(&r), ["UNAVAILABLE"], "{r}");
+        assert!(!r.to_string().contains(PHONE), "{r}");
+        let r =
+            t.data_as(&agent, "{ customers(filter: {phone: {eq: \"13812345678\"}}) { totalCount } }", json!({})).await;
+        assert_eq!(error_codes(&r), ["UNAVAILABLE"], "{r}");
+        let r = t.data_ok_as(&agent, list, json!({})).await;
+        assert_eq!(r["customers"]["nodes"][0]["phone"], "138****5678", "masked reads need no log");
+        let r = t
+            .data_ok_as(
+                &supervisor,
+                "mutation($id: ID!) { updateCustomer(id: $id, data: {city: \"Shanghai\"}) { city phone } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(r["updateCustomer"], json!({"city": "Shanghai", "phone": "138****5678"}));
+        let r = t.meta("{ sensitiveAccessLog { id } }", json!({})).await;
+        assert_eq!(error_codes(&r), ["UNAVAILABLE"], "an incomplete log is not shown as the log: {r}");
+
+        // Back again: the served read is written, once, and reads are served again.
+        raw_execute(&t, "ALTER TABLE sys_sensitive_reads_away RENAME TO sys_sensitive_reads").await;
+        assert!(store.flush_access_log().await);
+        let supervisor_reads = |log: &[Value]| -> Vec<Value> {
+            log.iter()
+                .filter(|e| e["userId"] == json!(supervisor_id))
+                .map(|e| json!({"via": e["via"], "fields": e["fields"]}))
+                .collect()
+        };
+        let log = access_log(&t, Some(&id)).await;
+        assert_eq!(supervisor_reads(&log), [json!({"via": "list", "fields": ["phone"]})], "{log:?}");
+        let r = t.data_ok_as(&supervisor, list, json!({})).await;
+        assert_eq!(r["customers"]["nodes"][0]["phone"], PHONE);
+        let log = access_log(&t, Some(&id)).await;
+        assert_eq!(supervisor_reads(&log).len(), 2, "{log:?}");
+    });
+}

@@ -180,6 +180,9 @@ pub enum DataError {
     Forbidden(String),
     #[error("the operation took too long")]
     Timeout,
+    /// Something the operation needs is failing for now; the caller may try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// The caller did something more often than a limit allows; they may try again later.
     #[error("{0}")]
     RateLimited(String),

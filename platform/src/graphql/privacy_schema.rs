@@ -159,6 +159,7 @@ impl PrivacyQuery {
         let q = SensitiveReadQuery { object, record_id, user_id: user, after, limit: first };
         let rows = ctx.data::<Store>()?.sensitive_reads(&q).await.map_err(|e| match e {
             crate::store::StoreError::Refused(m) => gql_error("BAD_USER_INPUT", m),
+            crate::store::StoreError::Unavailable(m) => gql_error("UNAVAILABLE", m),
             other => internal(other),
         })?;
         Ok(rows.into_iter().map(SensitiveAccessGql::from).collect())

@@ -9,12 +9,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
 use sea_query::{Expr, ExprTrait, Func, Order, Query};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_metadata::Value;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{Storage, decode};
 use super::writes::insert_many;
 use super::{Store, StoreError, StoreResult};
+use crate::graphql::DataError;
 
 /// How a sensitive value reached the caller, as the access log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,15 +95,34 @@ pub(super) struct ReadBatch {
 
 enum LogMessage {
     Entries(Vec<ReadBatch>),
-    /// Answered once everything sent before it is written.
-    Flush(oneshot::Sender<()>),
+    /// Answered, once everything sent before it is written or could not be, with whether it
+    /// was.
+    Flush(oneshot::Sender<bool>),
 }
 
 /// Queues access-log entries for a background writer that inserts them many rows per
-/// statement, so reading sensitive values costs a list query no extra round trip.
+/// statement, so reading sensitive values costs a list query no extra round trip. Entries
+/// whose write fails stay queued and are written again, after a growing pause, until they are
+/// written; meanwhile the log says it is `failing`, and values that would have to be logged are
+/// not shown (see `Store::reveal`).
 #[derive(Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<LogMessage>,
+    failing: Arc<AtomicBool>,
+}
+
+/// The sensitive access log cannot take entries now: a write of it failed and is being retried,
+/// or its writer has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the sensitive access log cannot be written at the moment, so values that would be logged are withheld; try again shortly"
+)]
+pub(super) struct LogUnavailable;
+
+impl From<LogUnavailable> for DataError {
+    fn from(e: LogUnavailable) -> DataError {
+        DataError::Unavailable(e.to_string())
+    }
 }
 
 /// Entries waiting before writers are held back (each list page sends one message).
@@ -116,6 +139,12 @@ const LOG_BATCH: usize = 50_000;
 /// Most distinct records one flush gathers: it writes a row for each, so this bounds the
 /// flush's transaction (and how long it holds SQLite's write lock).
 const LOG_RECORDS: usize = 10_000;
+/// The pause before a failed write of the log is tried again; it doubles after each failure
+/// up to `RETRY_MAX`. A flush (reading the log, stopping the server) tries at once.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Tries of a failed write once the server stops, before the entries are given up (loudly).
+const RETRIES_AT_EXIT: u32 = 5;
 const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
 /// Starts `record_ids` of a read that saw the same records as an earlier read of its flush:
 /// `=<that read's id>` instead of the list again. A list page read over and over (a dashboard,
@@ -214,7 +243,7 @@ fn newest_reads(mut runs: Vec<(i64, i64)>, at_most: Option<i64>, limit: Option<u
 #[derive(Default)]
 struct Gathered {
     entries: Vec<ReadBatch>,
-    acks: Vec<oneshot::Sender<()>>,
+    acks: Vec<oneshot::Sender<bool>>,
     ids: usize,
     /// Hashes of the distinct record ids among `entries` (a collision only lets a flush
     /// gather a little more), by `hasher`. Both are foldhash: with SipHash, counting the ids
@@ -249,51 +278,132 @@ impl AccessLog {
         backend: DbBackend,
         lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     ) -> AccessLog {
-        let (tx, mut rx) = mpsc::channel::<LogMessage>(LOG_QUEUE);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut gathered = Gathered::default();
-                gathered.take(first);
-                let deadline = tokio::time::Instant::now() + LOG_GATHER;
-                while !gathered.full() {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => gathered.take(m),
-                        _ => break,
-                    }
-                }
-                // A flush also takes whatever else is already queued.
-                while let Ok(m) = rx.try_recv() {
-                    gathered.take(m);
-                }
-                let Gathered { entries, acks, .. } = gathered;
-                if !entries.is_empty() {
-                    // SQLite has one writer: take turns with the record writes.
-                    let guard = if backend == DbBackend::Sqlite { Some(lock.lock().await) } else { None };
-                    if let Err(e) = write_log(&writer, backend, &entries).await {
-                        // The entries stay in memory no longer; the failure is loud.
-                        tracing::error!(error = %e, entries = entries.len(), "cannot write the sensitive access log");
-                    }
-                    drop(guard);
-                }
-                for ack in acks {
-                    let _ = ack.send(());
-                }
-            }
-        });
-        AccessLog { tx }
+        let (tx, rx) = mpsc::channel::<LogMessage>(LOG_QUEUE);
+        let failing = Arc::new(AtomicBool::new(false));
+        let writer = LogWriter { writer, backend, lock, failing: failing.clone() };
+        tokio::spawn(writer.run(rx));
+        AccessLog { tx, failing }
     }
 
-    pub(super) async fn record(&self, entries: Vec<ReadBatch>) {
-        if !entries.is_empty() && self.tx.send(LogMessage::Entries(entries)).await.is_err() {
+    /// Whether the last write of the log failed and its entries wait to be written again.
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Queues entries. They are in the log once written: waiting for room in the queue when
+    /// the writer is behind, and refused when its writer has stopped.
+    pub(super) async fn record(&self, entries: Vec<ReadBatch>) -> Result<(), LogUnavailable> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(LogMessage::Entries(entries)).await.map_err(|_| {
             tracing::error!("the sensitive access log writer has stopped");
+            LogUnavailable
+        })
+    }
+
+    /// Waits until every entry queued so far is written, or a try to write them failed;
+    /// returns whether they are written.
+    pub async fn flush(&self) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(LogMessage::Flush(ack)).await.is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+/// The background writer of the log.
+struct LogWriter {
+    writer: DatabaseConnection,
+    backend: DbBackend,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    failing: Arc<AtomicBool>,
+}
+
+impl LogWriter {
+    async fn run(self, mut rx: mpsc::Receiver<LogMessage>) {
+        // Entries a write failed to store, written again before any others.
+        let mut pending: Vec<ReadBatch> = Vec::new();
+        let mut pause = RETRY_FIRST;
+        let mut open = true;
+        while open {
+            let mut gathered = Gathered::default();
+            if pending.is_empty() {
+                match rx.recv().await {
+                    Some(first) => gathered.take(first),
+                    None => break,
+                }
+            }
+            // Gather for a while, or while entries wait for their next try, until the pause is
+            // over or someone waits for the log.
+            let wait = if pending.is_empty() { LOG_GATHER } else { pause };
+            let deadline = tokio::time::Instant::now() + wait;
+            while !gathered.full() {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(m)) => gathered.take(m),
+                    Ok(None) => {
+                        open = false;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A flush also takes whatever else is already queued.
+            while let Ok(m) = rx.try_recv() {
+                gathered.take(m);
+            }
+            let Gathered { entries, acks, .. } = gathered;
+            pending.extend(entries);
+            let written = self.write(&pending).await;
+            if written {
+                pending.clear();
+                pause = RETRY_FIRST;
+            } else {
+                pause = std::cmp::min(pause * 2, RETRY_MAX);
+            }
+            for ack in acks {
+                let _ = ack.send(written);
+            }
+        }
+        // Every handle is gone (the server stopped): a few more tries for what is left.
+        let mut tries = 0;
+        while !pending.is_empty() && tries < RETRIES_AT_EXIT {
+            tries += 1;
+            tokio::time::sleep(RETRY_FIRST * tries).await;
+            if self.write(&pending).await {
+                pending.clear();
+            }
+        }
+        if !pending.is_empty() {
+            let records: usize = pending.iter().map(|e| e.record_ids.len()).sum();
+            tracing::error!(entries = pending.len(), records, "sensitive reads were served but could not be logged");
         }
     }
 
-    /// Waits until every entry queued so far is written.
-    pub async fn flush(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(LogMessage::Flush(ack)).await.is_ok() {
-            let _ = done.await;
+    /// Writes `entries` (none: nothing to do); returns whether they are written, and says so
+    /// in `failing`.
+    async fn write(&self, entries: &[ReadBatch]) -> bool {
+        if entries.is_empty() {
+            return true;
+        }
+        // SQLite has one writer: take turns with the record writes.
+        let guard = if self.backend == DbBackend::Sqlite { Some(self.lock.lock().await) } else { None };
+        let result = write_log(&self.writer, self.backend, entries).await;
+        drop(guard);
+        match result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(entries = entries.len(), "the sensitive access log is written again");
+                }
+                true
+            }
+            Err(e) => {
+                // Kept and tried again; until then, values that would be logged are withheld.
+                tracing::error!(error = %e, entries = entries.len(), "cannot write the sensitive access log; retrying");
+                self.failing.store(true, Ordering::Release);
+                false
+            }
         }
     }
 }
@@ -362,13 +472,19 @@ async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[R
 
 impl Store {
     /// Queues entries for the sensitive access log.
-    pub(super) async fn log_sensitive_reads(&self, entries: Vec<ReadBatch>) {
-        self.access_log.record(entries).await;
+    pub(super) async fn log_sensitive_reads(&self, entries: Vec<ReadBatch>) -> Result<(), LogUnavailable> {
+        self.access_log.record(entries).await
     }
 
-    /// Waits until the sensitive access log holds every read so far.
-    pub async fn flush_access_log(&self) {
-        self.access_log.flush().await;
+    /// Whether values that must be logged can be shown: not while writes of the log fail.
+    pub(super) fn access_log_available(&self) -> Result<(), LogUnavailable> {
+        if self.access_log.failing() { Err(LogUnavailable) } else { Ok(()) }
+    }
+
+    /// Waits until the sensitive access log holds every read so far, or a try to write them
+    /// failed; returns whether it holds them.
+    pub async fn flush_access_log(&self) -> bool {
+        self.access_log.flush().await
     }
 
     /// The record lists of rows of `sys_sensitive_reads` (columns as `sensitive_reads` selects
@@ -424,7 +540,9 @@ impl Store {
     /// id it is an index lookup of that record's reads; otherwise reads are listed newest first
     /// and expanded into their records.
     pub async fn sensitive_reads(&self, q: &SensitiveReadQuery) -> StoreResult<Vec<SensitiveRead>> {
-        self.flush_access_log().await;
+        if !self.flush_access_log().await {
+            return Err(StoreError::Unavailable(LogUnavailable.to_string()));
+        }
         let bad_cursor = || StoreError::Refused("after: not an entry id of the sensitive access log".into());
         let after: Option<(i64, String)> = match &q.after {
             Some(a) => {

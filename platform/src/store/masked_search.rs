@@ -106,6 +106,8 @@ impl Store {
         if found.is_empty() {
             return Ok(());
         }
+        // A search must be logged to be made.
+        self.access_log_available()?;
         let fresh = self.admit_new(caller, found)?;
         let mut entries = Vec::with_capacity(fresh.len());
         for probe in fresh {
@@ -119,8 +121,7 @@ impl Store {
                 record_ids: self.probe_matches(caller, probe.object, probe.condition).await.map_err(DataError::from)?,
             });
         }
-        self.log_sensitive_reads(entries).await;
-        Ok(())
+        Ok(self.log_sensitive_reads(entries).await?)
     }
 
     /// The probes among `found` with values this request has not searched for yet, admitted:

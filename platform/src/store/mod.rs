@@ -68,6 +68,10 @@ pub enum StoreError {
     Refused(String),
     #[error("unsupported database url `{0}`: use sqlite://path.db or postgres://...")]
     UnsupportedUrl(String),
+    /// A service the operation needs is failing for now (the sensitive access log cannot be
+    /// written); the message is for the user, who may try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// Field encryption is needed but no key ring is loaded (no master key was given).
     #[error("field encryption is not set up: start the server with its master key (--data-key-file)")]
     NoKeys,

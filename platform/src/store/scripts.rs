@@ -639,6 +639,7 @@ fn host_error(e: DataError) -> HostError {
         DataError::Forbidden(_) => ("FORBIDDEN", &[][..]),
         DataError::Timeout => ("TIMEOUT", &[][..]),
         DataError::RateLimited(_) => ("RATE_LIMITED", &[][..]),
+        DataError::Unavailable(_) => ("UNAVAILABLE", &[][..]),
         DataError::Internal => ("INTERNAL_SERVER_ERROR", &[][..]),
     };
     let mut message = e.to_string();

@@ -228,12 +228,24 @@ impl Store {
         }
         // Whether the caller sees each field unmasked depends on the field, not the record.
         let grant = caller.access.object(name);
-        let masks: Vec<Mask> = fields.iter().map(|(f, _)| f.sensitive.map_or(Mask::None, |s| s.mask)).collect();
-        let unmasked: Vec<bool> = fields
+        let mut masks: Vec<Mask> = fields.iter().map(|(f, _)| f.sensitive.map_or(Mask::None, |s| s.mask)).collect();
+        let mut unmasked: Vec<bool> = fields
             .iter()
             .zip(&masks)
             .map(|((f, _), mask)| *mask == Mask::None || grant.unmasked(f.name.as_str()))
             .collect();
+        // While the access log cannot be written, nothing that it would have to hold is shown.
+        // A write is done by now and answering an error would invite it again, so its record
+        // comes back masked (a field shown to everyone, fully); a read is refused below.
+        let withhold = via == Via::Write && self.access_log_available().is_err();
+        if withhold {
+            for (mask, shown) in masks.iter_mut().zip(&mut unmasked) {
+                if *mask == Mask::None {
+                    *mask = Mask::Full;
+                }
+                *shown = false;
+            }
+        }
         let now = Utc::now();
         // One read per set of fields shown (usually one per page), each with the positions of
         // those fields.
@@ -295,7 +307,10 @@ impl Store {
                 }
             }
         }
-        self.access_log.record(log.into_iter().map(|(_, read)| read).collect()).await;
+        if !log.is_empty() {
+            self.access_log_available()?;
+            self.access_log.record(log.into_iter().map(|(_, read)| read).collect()).await?;
+        }
         Ok(())
     }
 }
