@@ -429,3 +429,88 @@ async fn unmasked_reads_fail_closed_while_the_access_log_cannot_be_written_and_s
         assert_eq!(supervisor_reads(&log).len(), 2, "{log:?}");
     });
 }
+
+#[tokio::test]
+async fn the_access_log_of_a_record_read_more_often_than_one_statement_can_bind_is_paged() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let id = create_customer(&t, NAME, PHONE, ID_NUMBER, EMAIL).await;
+        t.role("supervisor").await;
+        t.grant("supervisor", "customer", "read", "ALL").await;
+        t.field_access("supervisor", "customer", "phone", "UNMASKED_READ").await;
+        let (supervisor_id, supervisor) = t.user("supervisor@example.com", &["supervisor"], None).await;
+        t.data_ok_as(&supervisor, "{ customers { nodes { phone } } }", json!({})).await;
+        let store = t.server.as_ref().unwrap().store.clone();
+        assert!(store.flush_access_log().await);
+        // Then 70,000 reads of the record by others, more than either engine binds in one
+        // statement, as the log writer stores them: one row per read, and the record's runs.
+        let reads = 70_000;
+        let (first, last) = (1_000_000, 1_000_000 + reads - 1);
+        let copy = format!(
+            "SELECT n, (SELECT at FROM sys_sensitive_reads LIMIT 1), 'someone', 'customer', 'phone', 'list', NULL, '{id}'"
+        );
+        let insert = "INSERT INTO sys_sensitive_reads (id, at, user_id, object, fields, via, request_id, record_ids)";
+        raw_execute(
+            &t,
+            &match t.backend {
+                Backend::Sqlite => format!(
+                    "{insert} WITH RECURSIVE s(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM s WHERE n < {last}) {copy} FROM s"
+                ),
+                Backend::Postgres => format!("{insert} {copy} FROM generate_series({first}, {last}) AS s(n)"),
+            },
+        )
+        .await;
+        raw_execute(
+            &t,
+            &format!(
+                "INSERT INTO sys_sensitive_read_records (record_id, read_id, read_ids) VALUES ('{id}', {first}, '{first}-{last}')"
+            ),
+        )
+        .await;
+
+        // The supervisor's one read, behind all of the others.
+        let page = "query($id: String, $u: String, $n: Int, $a: String) {
+            sensitiveAccessLog(recordId: $id, user: $u, first: $n, after: $a) { id userId via } }";
+        let r = t.meta(page, json!({"id": id, "u": supervisor_id, "n": 10})).await;
+        assert!(r.get("errors").is_none(), "[{:?}] {r}", t.backend);
+        let entries = r["data"]["sensitiveAccessLog"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{r}");
+        assert_eq!(entries[0]["userId"], json!(supervisor_id));
+        // The newest reads, a page at a time, from wherever the last page ended.
+        let r = t.meta_ok(page, json!({"id": id, "u": "someone", "n": 3})).await;
+        let ids: Vec<&str> =
+            r["sensitiveAccessLog"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [format!("{last}:{id}"), format!("{}:{id}", last - 1), format!("{}:{id}", last - 2)]);
+        let r = t.meta_ok(page, json!({"id": id, "n": 2, "a": ids[2]})).await;
+        let next: Vec<&str> =
+            r["sensitiveAccessLog"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(next, [format!("{}:{id}", last - 3), format!("{}:{id}", last - 4)]);
+    });
+}
+
+#[tokio::test]
+async fn paging_the_access_log_one_entry_at_a_time_walks_every_record_of_a_read() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let a = create_customer(&t, "A", PHONE, ID_NUMBER, EMAIL).await;
+        let b = create_customer(&t, "B", "13900000000", "X", "b@example.com").await;
+        // Sorted so that the later record comes first.
+        t.data_ok("{ customers(orderBy: [{name: DescNullsLast}]) { nodes { phone } } }", json!({})).await;
+        let mut after = Value::Null;
+        let mut walked = Vec::new();
+        loop {
+            let r = t
+                .meta_ok(
+                    "query($a: String) { sensitiveAccessLog(first: 1, after: $a) { id recordId } }",
+                    json!({"a": after}),
+                )
+                .await;
+            let Some(entry) = r["sensitiveAccessLog"].as_array().unwrap().first().cloned() else { break };
+            after = entry["id"].clone();
+            walked.push(entry["recordId"].as_str().unwrap().to_string());
+            assert!(walked.len() <= 2, "{walked:?}");
+        }
+        walked.sort();
+        assert_eq!(walked, [a, b], "[{:?}]", t.backend);
+    });
+}

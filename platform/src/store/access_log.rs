@@ -145,6 +145,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Tries of a failed write once the server stops, before the entries are given up (loudly).
 const RETRIES_AT_EXIT: u32 = 5;
+/// Read ids one statement of `sensitive_reads` looks up (bound parameters, far under the
+/// engines' limits).
+const READ_IDS_PER_STATEMENT: usize = 1_000;
 const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
 /// Starts `record_ids` of a read that saw the same records as an earlier read of its flush:
 /// `=<that read's id>` instead of the list again. A list page read over and over (a dashboard,
@@ -220,23 +223,15 @@ impl ReadRuns {
     }
 }
 
-/// The newest ids, at most `limit` of them if given and none above `at_most`, of the disjoint
-/// ranges `runs`: newest first.
-fn newest_reads(mut runs: Vec<(i64, i64)>, at_most: Option<i64>, limit: Option<usize>) -> Vec<i64> {
+/// The ids of the disjoint ranges `runs`, none above `at_most`: newest first, as they are
+/// needed (a record read a million times is a few runs, not a million ids).
+fn newest_reads(mut runs: Vec<(i64, i64)>, at_most: Option<i64>) -> impl Iterator<Item = i64> {
     if let Some(cap) = at_most {
         runs =
             runs.into_iter().filter_map(|(from, to)| (from <= cap).then_some((from, std::cmp::min(to, cap)))).collect();
     }
     runs.sort_unstable_by_key(|run| std::cmp::Reverse(run.1));
-    let mut ids = Vec::new();
-    for (from, to) in runs {
-        let room = limit.map_or(usize::MAX, |l| l.saturating_sub(ids.len()));
-        if room == 0 {
-            break;
-        }
-        ids.extend((from..=to).rev().take(room));
-    }
-    ids
+    runs.into_iter().flat_map(|(from, to)| (from..=to).rev())
 }
 
 /// What the log writer has gathered for its next flush.
@@ -551,41 +546,58 @@ impl Store {
             }
             None => None,
         };
-        let mut select = Query::select();
-        select.expr(Expr::col(("r", "id"))).columns(READ_COLUMNS.map(|c| ("r", c))).from_as("sys_sensitive_reads", "r");
-        if let Some(record) = &q.record_id {
-            // The record's reads, newest first, as far as this page can need them.
-            let mut index = Query::select();
-            index
-                .column("read_ids")
-                .from("sys_sensitive_read_records")
-                .and_where(Expr::col("record_id").eq(record.clone()));
+        // One more read than the page, as the page may skip the first (the cursor's).
+        let wanted = q.limit + 1;
+        let select = |ids: Option<&[i64]>, limit: u64| {
+            let mut select = Query::select();
+            select
+                .expr(Expr::col(("r", "id")))
+                .columns(READ_COLUMNS.map(|c| ("r", c)))
+                .from_as("sys_sensitive_reads", "r");
+            if let Some(ids) = ids {
+                select.and_where(Expr::col(("r", "id")).is_in(ids.iter().copied()));
+            }
+            for (col, v) in [("object", &q.object), ("user_id", &q.user_id)] {
+                if let Some(v) = v {
+                    select.and_where(Expr::col(("r", col)).eq(v.clone()));
+                }
+            }
             if let Some((read, _)) = &after {
-                index.and_where(Expr::col("read_id").lte(*read));
+                select.and_where(Expr::col(("r", "id")).lte(*read));
             }
-            let mut runs: Vec<(i64, i64)> = Vec::new();
-            for row in self.db.query_all(&index).await? {
-                let text: String = row.try_get_by_index(0)?;
-                runs.extend(ReadRuns::parse(&text));
+            select.order_by(("r", "id"), Order::Desc).limit(limit);
+            select
+        };
+        let rows = match &q.record_id {
+            None => self.db.query_all(&select(None, wanted)).await?,
+            Some(record) => {
+                // The record's reads, newest first, looked up a chunk at a time until the page
+                // is full: the reads of other users (or objects) are skipped over.
+                let mut index = Query::select();
+                index
+                    .column("read_ids")
+                    .from("sys_sensitive_read_records")
+                    .and_where(Expr::col("record_id").eq(record.clone()));
+                if let Some((read, _)) = &after {
+                    index.and_where(Expr::col("read_id").lte(*read));
+                }
+                let mut runs: Vec<(i64, i64)> = Vec::new();
+                for row in self.db.query_all(&index).await? {
+                    let text: String = row.try_get_by_index(0)?;
+                    runs.extend(ReadRuns::parse(&text));
+                }
+                let mut ids = newest_reads(runs, after.as_ref().map(|(read, _)| *read));
+                let mut rows = Vec::new();
+                while (rows.len() as u64) < wanted {
+                    let chunk: Vec<i64> = ids.by_ref().take(READ_IDS_PER_STATEMENT).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    rows.extend(self.db.query_all(&select(Some(&chunk), wanted - rows.len() as u64)).await?);
+                }
+                rows
             }
-            // Filtered by user below, so then every read of the record is a candidate.
-            let limit = q.user_id.is_none().then_some(q.limit as usize + 1);
-            let ids = newest_reads(runs, after.as_ref().map(|(read, _)| *read), limit);
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            select.and_where(Expr::col(("r", "id")).is_in(ids));
-        }
-        for (col, v) in [("object", &q.object), ("user_id", &q.user_id)] {
-            if let Some(v) = v {
-                select.and_where(Expr::col(("r", col)).eq(v.clone()));
-            }
-        }
-        if let Some((read, _)) = &after {
-            select.and_where(Expr::col(("r", "id")).lte(*read));
-        }
-        select.order_by(("r", "id"), Order::Desc).limit(q.limit + 1);
-        let rows = self.db.query_all(&select).await?;
+        };
         let lists = self.resolve_record_lists(&rows).await?;
         let mut out = Vec::new();
         for row in &rows {
@@ -603,7 +615,9 @@ impl Store {
             let fields: Vec<String> =
                 text(4)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
             let list = lists.get(&id).map(String::as_str).unwrap_or_default();
+            // In the order of ids, which the cursor (`<read>:<record>`) compares with.
             let mut records: Vec<Option<&str>> = list.split(',').filter(|s| !s.is_empty()).map(Some).collect();
+            records.sort_unstable();
             if records.is_empty() {
                 // A search that matched no record is one entry without a record.
                 records.push(None);
@@ -674,10 +688,11 @@ mod tests {
         // A row of another flush, and one written as a plain list before runs.
         let stored = [text.as_str(), "20-22", "1,2"];
         let all: Vec<(i64, i64)> = stored.iter().flat_map(|t| ReadRuns::parse(t)).collect();
-        assert_eq!(newest_reads(all.clone(), None, None), [22, 21, 20, 13, 12, 9, 7, 6, 5, 4, 2, 1]);
-        assert_eq!(newest_reads(all.clone(), Some(12), Some(4)), [12, 9, 7, 6]);
-        assert_eq!(newest_reads(all.clone(), Some(21), Some(2)), [21, 20]);
-        assert_eq!(newest_reads(all, Some(0), None), Vec::<i64>::new());
+        let newest = |at_most: Option<i64>, n: usize| newest_reads(all.clone(), at_most).take(n).collect::<Vec<_>>();
+        assert_eq!(newest(None, 100), [22, 21, 20, 13, 12, 9, 7, 6, 5, 4, 2, 1]);
+        assert_eq!(newest(Some(12), 4), [12, 9, 7, 6]);
+        assert_eq!(newest(Some(21), 2), [21, 20]);
+        assert_eq!(newest(Some(0), 100), Vec::<i64>::new());
         assert_eq!(ReadRuns::parse("x,3-y,5").collect::<Vec<_>>(), [(5, 5)], "what does not parse is skipped");
         assert_eq!(ReadRuns::default().finish(), "");
     }
