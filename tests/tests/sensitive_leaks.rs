@@ -514,3 +514,42 @@ async fn paging_the_access_log_one_entry_at_a_time_walks_every_record_of_a_read(
         assert_eq!(walked, [a, b], "[{:?}]", t.backend);
     });
 }
+
+#[tokio::test]
+async fn script_errors_do_not_quote_values_the_writer_sees_masked() {
+    each_backend!(|t| {
+        customer_object(&t).await;
+        let id_number = "11010119900307123X";
+        let id = create_customer(&t, NAME, PHONE, id_number, EMAIL).await;
+        set_script(
+            &t,
+            "customer",
+            "parse",
+            "BEFORE_SAVE",
+            "if record.city == \"parse\" { let n = decimal(record.id_number); }",
+        )
+        .await;
+        set_script(
+            &t,
+            "customer",
+            "moving_rules",
+            "VALIDATE",
+            "if record.city == \"check\" { error(\"city\", \"customer \" + record.name + \" may not move\"); }
+             if record.city == \"reject\" { reject(\"phone \" + record.phone + \" is blocked\"); }",
+        )
+        .await;
+        let (_, agent) = new_agent(&t, "agent@example.com").await;
+        let update = "mutation($id: ID!, $c: String) { updateCustomer(id: $id, data: {city: $c}) { id } }";
+        for (city, secret) in [("parse", id_number), ("check", NAME), ("reject", PHONE)] {
+            // The admin sees the values: the scripts do put them in their messages.
+            let r = t.data(update, json!({"id": id, "c": city})).await;
+            assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+            assert!(r["errors"][0]["extensions"]["fieldErrors"].to_string().contains(secret), "{r}");
+            // Someone who sees them masked gets the message without them.
+            let r = t.data_as(&agent, update, json!({"id": id, "c": city})).await;
+            assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+            assert!(!r.to_string().contains(secret), "[{:?}] {city}: {r}", t.backend);
+            assert!(r["errors"][0]["extensions"]["fieldErrors"].to_string().contains("[sensitive]"), "{r}");
+        }
+    });
+}
