@@ -22,6 +22,7 @@ mod rekey;
 mod roles;
 mod scripts;
 mod sensitive;
+mod sensitive_reads;
 mod upgrade;
 mod users;
 mod validation;
