@@ -65,6 +65,15 @@ pub enum Filter {
         /// Plaintexts compared with the ciphertext column too (only while converting).
         plain: Vec<String>,
     },
+    /// An equality with a value on a field the caller sees masked (`filter`, the condition
+    /// itself, on `object`'s records): a guess at a hidden value, which the answer confirms or
+    /// denies. The store counts, rate-limits and logs each such probe, then compiles `filter`
+    /// as it is.
+    Probe {
+        object: crate::ObjectName,
+        field: crate::FieldName,
+        filter: Box<Filter>,
+    },
 }
 
 impl Filter {

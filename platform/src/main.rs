@@ -10,6 +10,9 @@ static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
 use tessera_platform::graphql::data_schema::DEFAULT_MAX_BATCH;
 use tessera_platform::server::{Config, start};
+use tessera_platform::store::{
+    DEFAULT_MASKED_SEARCHES_PER_FIELD, DEFAULT_MASKED_SEARCHES_PER_MINUTE, MaskedSearchLimits,
+};
 
 mod keys_cli;
 
@@ -53,6 +56,8 @@ enum Command {
         data_key: Option<String>,
         #[command(flatten)]
         scripts: ScriptArgs,
+        #[command(flatten)]
+        sensitive: SensitiveArgs,
     },
     /// Field encryption keys: status, online rotation, offline backups.
     Keys {
@@ -105,6 +110,30 @@ impl ScriptArgs {
     }
 }
 
+/// Limits on reading sensitive fields.
+#[derive(clap::Args)]
+struct SensitiveArgs {
+    /// Most different values one request may search for in one field the caller sees masked
+    /// (by `eq`; other comparisons are refused on such fields).
+    #[arg(long, env = "TESSERA_MASKED_SEARCHES_PER_FIELD", default_value_t = DEFAULT_MASKED_SEARCHES_PER_FIELD,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    masked_searches_per_field: u32,
+    /// Most new values one user may search for in fields they see masked, per minute; more
+    /// answer `RATE_LIMITED`.
+    #[arg(long, env = "TESSERA_MASKED_SEARCHES_PER_MINUTE", default_value_t = DEFAULT_MASKED_SEARCHES_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    masked_searches_per_minute: u32,
+}
+
+impl SensitiveArgs {
+    fn apply(&self, config: &mut Config) {
+        config.masked_search = MaskedSearchLimits {
+            per_field_per_request: self.masked_searches_per_field,
+            per_user_per_minute: self.masked_searches_per_minute,
+        };
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -129,6 +158,7 @@ async fn main() -> std::process::ExitCode {
             data_key_file,
             data_key,
             scripts,
+            sensitive,
         } => {
             let mut config = Config {
                 database_url,
@@ -142,6 +172,7 @@ async fn main() -> std::process::ExitCode {
             config.limits.introspection = !disable_introspection;
             config.limits.max_batch = usize::from(max_batch);
             scripts.apply(&mut config);
+            sensitive.apply(&mut config);
             match start(config).await {
                 Ok(server) => {
                     println!("Tessera is listening on http://{}", server.addr);

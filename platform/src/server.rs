@@ -37,6 +37,8 @@ pub struct Config {
     pub script_limits: tessera_plugins::Limits,
     /// Budgets of one transaction's scripts (queries, rows, writes, operations, time, nesting).
     pub script_budget: tessera_plugins::BudgetLimits,
+    /// Limits of searches on fields a caller sees masked.
+    pub masked_search: crate::store::MaskedSearchLimits,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             data_key: None,
             script_limits: Default::default(),
             script_budget: Default::default(),
+            masked_search: Default::default(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut store = Store::connect(&config.database_url).await?;
     store.configure_scripts(config.script_limits.clone(), config.script_budget.clone());
+    store.configure_masked_search(config.masked_search.clone());
     let source = KeySource::new(config.data_key_file.clone(), config.data_key.clone());
     if let Opened::Created(Some(path)) = keys::open_or_create(&store, &source).await? {
         // Printed once, like the first admin's password: the operator must know where it is.
@@ -189,7 +193,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::error!(error = %e, "server stopped");
         }
         // The access log gathers reads for up to a second: write them before the process ends.
-        log_on_exit.flush_access_log().await;
+        if !log_on_exit.flush_access_log().await {
+            tracing::error!("the sensitive access log could not be written before the server stopped");
+        }
         watcher.abort();
         key_jobs.abort();
         if let Some(m) = maintenance {

@@ -248,7 +248,10 @@ async fn masks_per_role_and_logs_every_unmasked_read() {
             )
             .await;
         let entries = log["sensitiveAccessLog"].as_array().unwrap();
-        assert!(entries.iter().all(|e| e["userId"] != agent_id), "masked reads are not unmasked reads: {log}");
+        // The agent's search by name is logged as one; their masked reads are not unmasked reads.
+        let agent_entries: Vec<&Value> = entries.iter().filter(|e| e["userId"] == agent_id).collect();
+        assert_eq!(agent_entries.len(), 1, "{log}");
+        assert_eq!((&agent_entries[0]["via"], &agent_entries[0]["fields"]), (&json!("search"), &json!(["name"])));
         let supervisor_reads: Vec<&Value> = entries.iter().filter(|e| e["userId"] == supervisor_id).collect();
         assert_eq!(supervisor_reads.len(), 1, "{log}");
         assert_eq!(supervisor_reads[0]["fields"], json!(["phone"]), "the masked name is not an unmasked read");

@@ -22,6 +22,24 @@ pub struct Caller {
     /// Set on writes made by scripts: the budget of the request that set them off and how
     /// deeply triggers are nested. `None` for a caller of the API (a fresh budget per call).
     pub chain: Option<tessera_plugins::Chain>,
+    /// The searches of fields this caller sees masked made so far in the request; each request
+    /// starts with its own (`Caller::for_request`).
+    pub masked_searches: Arc<MaskedSearches>,
+}
+
+/// The values searched for in fields the caller sees masked during one request, per object and
+/// field, across everything the request runs (lists, aggregates, relations, lookups, scripts):
+/// the store caps their number per field and rate-limits and logs each new one. Values are kept
+/// only as hashes under a key of this request.
+#[derive(Debug, Default)]
+pub struct MaskedSearches {
+    pub(crate) seen: parking_lot::Mutex<MaskedSearchesSeen>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct MaskedSearchesSeen {
+    pub(crate) values: HashMap<(String, String), std::collections::HashSet<u64>>,
+    pub(crate) hasher: foldhash::fast::RandomState,
 }
 
 impl Caller {
@@ -32,7 +50,22 @@ impl Caller {
         } else {
             AccessProfile::Restricted(Default::default())
         });
-        Caller { user_id, email, roles, access, broad_team: false, request_id: None, chain: None }
+        Caller {
+            user_id,
+            email,
+            roles,
+            access,
+            broad_team: false,
+            request_id: None,
+            chain: None,
+            masked_searches: Arc::default(),
+        }
+    }
+
+    /// This caller for one request with id `request_id`, with no searches counted yet (a
+    /// resolved caller is cached across the requests of its token).
+    pub fn for_request(self, request_id: String) -> Caller {
+        Caller { request_id: Some(request_id), masked_searches: Arc::default(), ..self }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -149,6 +182,12 @@ pub enum DataError {
     Forbidden(String),
     #[error("the operation took too long")]
     Timeout,
+    /// Something the operation needs is failing for now; the caller may try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The caller did something more often than a limit allows; they may try again later.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("internal error")]
     Internal,
 }

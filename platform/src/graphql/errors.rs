@@ -21,6 +21,8 @@ pub fn data_error(e: DataError) -> Error {
         DataError::Conflict { field_errors, .. } => ("CONFLICT", field_errors.as_slice()),
         DataError::Forbidden(_) => ("FORBIDDEN", &[][..]),
         DataError::Timeout => ("TIMEOUT", &[][..]),
+        DataError::RateLimited(_) => ("RATE_LIMITED", &[][..]),
+        DataError::Unavailable(_) => ("UNAVAILABLE", &[][..]),
         DataError::Internal => ("INTERNAL_SERVER_ERROR", &[][..]),
     };
     let field_errors: Vec<async_graphql::Value> = fields

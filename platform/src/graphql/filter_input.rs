@@ -176,19 +176,35 @@ fn masked(access: &AccessProfile, object: &ObjectDefinition, field: &FieldDefini
         && !access.object(object.name.as_str()).unmasked(field.name.as_str())
 }
 
-/// Comparisons other than equality would let a caller who sees a field masked recover its
-/// values piece by piece (`startsWith: "1381"`, ranges), so they are refused on such fields.
+/// Comparisons other than equality with one value would let a caller who sees a field masked
+/// recover its values piece by piece (`startsWith: "1381"`, ranges) or many guesses at a time
+/// (`in`, `notIn`, and `neq`, whose complement is an `eq`), so they are refused on such fields.
+/// Each `eq` is still a guess, which the store counts, rate-limits and logs (`Filter::Probe`).
 fn refuse_unmasking_ops(field: &FieldDefinition, ops: &GqlValue) -> Result<(), DataError> {
     let GqlValue::Object(map) = ops else { return Ok(()) };
     for (op, v) in map {
-        if !matches!(v, GqlValue::Null) && !matches!(op.as_str(), "eq" | "neq" | "in" | "notIn" | "isNull") {
+        if !matches!(v, GqlValue::Null) && !matches!(op.as_str(), "eq" | "isNull") {
             return Err(DataError::bad_input(format!(
-                "`{}` is shown to you masked: only `eq`, `neq`, `in`, `notIn` and `isNull` filters work on it, not `{op}`",
+                "`{}` is shown to you masked: only `eq` (one value at a time) and `isNull` filters work on it, \
+                 not `{op}`",
                 field.graphql_name()
             )));
         }
     }
     Ok(())
+}
+
+/// A condition on a field the caller sees masked, marked as a probe when it compares with a value.
+fn probe(object: &ObjectDefinition, field: &FieldDefinition, condition: Filter) -> Filter {
+    let guess = match &condition {
+        Filter::Column { op: FilterOp::Eq(v), .. } => !v.is_null(),
+        Filter::Blind { .. } => true,
+        _ => false,
+    };
+    if !guess {
+        return condition;
+    }
+    Filter::Probe { object: object.name.clone(), field: field.name.clone(), filter: Box::new(condition) }
 }
 
 /// Conditions on an encrypted field: `isNull` always; `eq` and `in` through the blind index of a
@@ -344,13 +360,21 @@ fn parse_filter_at(
                                 filter: Box::new(inner),
                             });
                         }
-                    } else if field.is_encrypted() {
-                        parts.extend(parse_encrypted_ops(object, field, v)?);
                     } else {
-                        if masked(access, object, field) {
+                        let masked = masked(access, object, field);
+                        if masked {
                             refuse_unmasking_ops(field, v)?;
                         }
-                        parts.extend(parse_ops(&field.column(), field, v)?);
+                        let conditions = if field.is_encrypted() {
+                            parse_encrypted_ops(object, field, v)?
+                        } else {
+                            parse_ops(&field.column(), field, v)?
+                        };
+                        if masked {
+                            parts.extend(conditions.into_iter().map(|c| probe(object, field, c)));
+                        } else {
+                            parts.extend(conditions);
+                        }
                     }
                 } else if let Some(field) =
                     object.fields.iter().find(|f| f.field_type == FieldType::Lookup && f.graphql_id_name() == name)

@@ -99,7 +99,7 @@ pub enum ErasureGql {
     Delete,
 }
 
-/// One unmasked read of sensitive fields.
+/// One unmasked read of sensitive fields, or one search of a field shown masked.
 #[derive(SimpleObject)]
 #[graphql(name = "SensitiveAccess")]
 pub struct SensitiveAccessGql {
@@ -107,9 +107,11 @@ pub struct SensitiveAccessGql {
     at: String,
     user_id: String,
     object: String,
-    record_id: String,
+    /// Null for a search that matched no record.
+    record_id: Option<String>,
     fields: Vec<String>,
-    /// `list`, `get`, `lookup`, `write`, `export` or `audit`.
+    /// `list`, `get`, `lookup`, `write`, `export`, `audit` or `search` (an equality search of a
+    /// field the user sees masked: the records it matched, without the value searched for).
     via: String,
     request_id: Option<String>,
 }
@@ -157,6 +159,7 @@ impl PrivacyQuery {
         let q = SensitiveReadQuery { object, record_id, user_id: user, after, limit: first };
         let rows = ctx.data::<Store>()?.sensitive_reads(&q).await.map_err(|e| match e {
             crate::store::StoreError::Refused(m) => gql_error("BAD_USER_INPUT", m),
+            crate::store::StoreError::Unavailable(m) => gql_error("UNAVAILABLE", m),
             other => internal(other),
         })?;
         Ok(rows.into_iter().map(SensitiveAccessGql::from).collect())

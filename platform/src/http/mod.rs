@@ -139,7 +139,7 @@ fn with_codes(mut response: Response) -> HttpResponse {
 }
 
 async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> HttpResponse {
-    let mut caller = match caller(&state, &headers).await {
+    let caller = match caller(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -147,7 +147,7 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    caller.request_id = Some(request_id(&headers));
+    let mut caller = caller.for_request(request_id(&headers));
     // One snapshot for the whole request: a metadata change meanwhile does not affect it.
     let snapshot = state.metadata.current();
     caller.access = state.access.profile(&caller.roles, &snapshot.registry).await;

@@ -94,6 +94,9 @@ fn scope_tree(caller: &Caller, object: Option<&ObjectDefinition>, filter: Filter
         Filter::And(parts) => Filter::And(all(parts)?),
         Filter::Or(parts) => Filter::Or(all(parts)?),
         Filter::Not(inner) => Filter::Not(Box::new(scope_tree(caller, object, *inner)?)),
+        Filter::Probe { object: o, field, filter } => {
+            Filter::Probe { object: o, field, filter: Box::new(scope_tree(caller, object, *filter)?) }
+        }
         owned @ Filter::OwnedBy { .. } => owned,
         Filter::Blind { object: o, field, field_type, column, index_column, values, hashes, plain } => {
             check(&column)?;

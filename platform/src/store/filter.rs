@@ -105,6 +105,7 @@ pub fn condition(filter: &Filter) -> Condition {
             parts.iter().fold(Condition::any(), |c, f| c.add(condition(f)))
         }
         Filter::Not(inner) => condition(inner).not(),
+        Filter::Probe { filter, .. } => condition(filter),
         // Values not yet turned into blind indexes match nothing rather than being compared
         // with index values they can never equal.
         Filter::Blind { hashes: None, .. } => Condition::all().add(Expr::cust("1 = 0")),

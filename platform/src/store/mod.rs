@@ -3,6 +3,7 @@
 //! tokens, access policy rules and the audit log through sea-query over sea-orm, on SQLite and
 //! PostgreSQL alike.
 
+mod access_log;
 mod audit;
 mod catalog;
 mod codec;
@@ -13,6 +14,7 @@ mod filter;
 mod identity;
 mod key_jobs;
 mod key_ring;
+mod masked_search;
 mod policy_rules;
 mod privacy;
 mod reads;
@@ -21,6 +23,7 @@ mod rekey;
 mod roles;
 mod scripts;
 mod sensitive;
+mod sensitive_reads;
 mod suspended_formulas;
 mod upgrade;
 mod users;
@@ -38,17 +41,18 @@ use tokio::sync::Mutex;
 
 use crate::crypto::{KeyRing, MasterKey};
 
+pub use access_log::{SensitiveRead, SensitiveReadQuery, Via};
 pub use audit::{AuditEntry, AuditQuery};
 pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
 pub use key_jobs::{JobKind, JobState, KeyJob};
 pub use key_ring::{KeyRingRow, PURPOSE_BLIND_INDEX, PURPOSE_DATA};
+pub use masked_search::{DEFAULT_MASKED_SEARCHES_PER_FIELD, DEFAULT_MASKED_SEARCHES_PER_MINUTE, MaskedSearchLimits};
 pub use policy_rules::{PolicyChange, PolicyChangeEffect, PolicyRule, PolicyRuleFilter};
 pub use privacy::Erasure;
 pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use scripts::TestRun;
-pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
@@ -67,6 +71,10 @@ pub enum StoreError {
     Refused(String),
     #[error("unsupported database url `{0}`: use sqlite://path.db or postgres://...")]
     UnsupportedUrl(String),
+    /// A service the operation needs is failing for now (the sensitive access log cannot be
+    /// written); the message is for the user, who may try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// Field encryption is needed but no key ring is loaded (no master key was given).
     #[error("field encryption is not set up: start the server with its master key (--data-key-file)")]
     NoKeys,
@@ -102,13 +110,15 @@ pub struct Store {
     /// plaintext, which reads and searches then accept.
     converting: Arc<arc_swap::ArcSwap<HashSet<(String, String)>>>,
     /// Where unmasked reads of sensitive values are queued for the access log.
-    access_log: sensitive::AccessLog,
+    access_log: access_log::AccessLog,
     /// The master key, kept to unwrap keys that a rotation adds while the server runs.
     master: Arc<arc_swap::ArcSwapOption<MasterKey>>,
     /// The key ring version the installed ring was loaded at.
     key_ring_loaded: Arc<AtomicI64>,
     /// The script host, its compiled scripts and the budgets of script runs.
     scripts: Arc<scripts::ScriptRuntime>,
+    /// The limits and per-user rates of searches on fields a caller sees masked.
+    masked_search: Arc<masked_search::MaskedSearchGuard>,
     /// PostgreSQL: rows inserted per table since its statistics were last refreshed.
     statistics: Arc<parking_lot::Mutex<std::collections::HashMap<String, TableGrowth>>>,
 }
@@ -245,7 +255,7 @@ impl Store {
         Migrator::up(&db, None).await?;
         upgrade::blind_indexes_to_integers(&writer, backend).await?;
         let write_lock = std::sync::Arc::new(Mutex::new(()));
-        let access_log = sensitive::AccessLog::start(writer.clone(), backend, write_lock.clone());
+        let access_log = access_log::AccessLog::start(writer.clone(), backend, write_lock.clone());
         Ok(Store {
             db,
             writer,
@@ -261,6 +271,7 @@ impl Store {
             master: Arc::new(arc_swap::ArcSwapOption::empty()),
             key_ring_loaded: Arc::new(AtomicI64::new(0)),
             scripts: Arc::new(scripts::ScriptRuntime::new(Default::default(), Default::default())),
+            masked_search: Arc::new(masked_search::MaskedSearchGuard::new(Default::default())),
             statistics: Default::default(),
         })
     }

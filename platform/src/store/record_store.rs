@@ -50,7 +50,9 @@ impl RecordStore for Store {
     }
 
     async fn list(&self, caller: &Caller, object: &ObjectDefinition, query: &ListQuery) -> DataResult<Page> {
-        let query = scoped_list(self, caller, object, query)?;
+        let scoped = scoped_list(self, caller, object, query)?;
+        self.admit_probes(caller, query.filter.as_ref()).await?;
+        let query = scoped;
         let mut page = self.read_page(object, &query, page_limit(&query)).await?;
         self.reveal(caller, object, &mut page.records, Via::List, None).await?;
         Ok(page)
@@ -80,7 +82,9 @@ impl RecordStore for Store {
         query: &ListQuery,
     ) -> DataResult<HashMap<String, Page>> {
         enforce::require_readable(caller, object, column)?;
-        let query = scoped_list(self, caller, object, query)?;
+        let scoped = scoped_list(self, caller, object, query)?;
+        self.admit_probes(caller, query.filter.as_ref()).await?;
+        let query = scoped;
         let mut pages = self.read_related(object, column, parents, &query, page_limit(&query)).await?;
         for page in pages.values_mut() {
             self.reveal(caller, object, &mut page.records, Via::List, None).await?;
@@ -114,8 +118,10 @@ impl RecordStore for Store {
                 )));
             }
         }
+        let filter = self.hash_filter_opt(enforce::read_filter(caller, object, query.filter.as_ref())?)?;
+        self.admit_probes(caller, query.filter.as_ref()).await?;
         let query = AggregateQuery {
-            filter: self.hash_filter_opt(enforce::read_filter(caller, object, query.filter.as_ref())?)?,
+            filter,
             group_by: query.group_by.clone(),
             aggregates: query.aggregates.clone(),
             limit: query.limit,
@@ -131,7 +137,10 @@ impl RecordStore for Store {
         inputs: Vec<RecordInput>,
         upsert: Option<Upsert>,
     ) -> DataResult<Vec<Record>> {
-        let supplied = Supplied::of(object, &inputs);
+        let mut supplied = Supplied::of(object, &inputs);
+        if let Some(u) = &upsert {
+            supplied = supplied.upserted(object, &u.update);
+        }
         let caller = &self.in_chain(caller, object);
         let written = self.create_records(caller, registry, object, inputs, upsert).await?;
         self.after_save(caller, registry, object, &written).await;
@@ -173,6 +182,7 @@ impl RecordStore for Store {
     ) -> DataResult<Vec<Record>> {
         let supplied = Supplied::of(object, std::slice::from_ref(&input));
         let caller = &self.in_chain(caller, object);
+        self.admit_probes(caller, filter.as_ref()).await?;
         let filter = self.hash_filter_opt(filter)?;
         let written: Vec<(Record, Option<Record>)> = self
             .update_records(caller, registry, object, filter, input)

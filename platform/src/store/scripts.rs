@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
 use sea_query::{Expr, ExprTrait, Order, Query};
-use tessera_metadata::{Action, FieldIssue, IssueCode, ObjectDefinition, Registry, ScriptHook, Value};
+use tessera_metadata::{Action, FieldIssue, IssueCode, Mask, ObjectDefinition, Registry, ScriptHook, Value};
 use tessera_plugins::{
     BudgetLimits, Chain, Compiled, Host, HostError, HostRecord, Limits, ObjectScripts, RunInput, RunOutcome, SaveInput,
     ScriptHost, ScriptUser,
@@ -81,6 +81,39 @@ fn script_issue(script: &str, hook: ScriptHook, message: impl std::fmt::Display)
     FieldIssue::new("", IssueCode::Script, format!("{} script `{script}` failed: {message}", hook.as_str()))
 }
 
+/// Sensitive values that script messages must not carry: wherever one appears in a message, as
+/// given or escaped as a script prints strings, it becomes `[sensitive]`. Messages a script
+/// writes itself (`error`, `reject`) are redacted too, since they may quote a value; a part of
+/// a value cut out by the script is beyond what matching by value can find.
+struct Secrets(Vec<String>);
+
+impl Secrets {
+    fn of<'a>(values: impl IntoIterator<Item = &'a Value>) -> Secrets {
+        let mut secrets = Vec::new();
+        for value in values {
+            let Value::Text(s) = value else { continue };
+            if s.is_empty() {
+                continue;
+            }
+            let escaped = format!("{s:?}");
+            if let Some(inner) = escaped.strip_prefix('"').and_then(|e| e.strip_suffix('"'))
+                && inner != s
+            {
+                secrets.push(inner.to_string());
+            }
+            secrets.push(s.clone());
+        }
+        // Longest first, so that a value inside another does not leave the rest of it behind.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        Secrets(secrets)
+    }
+
+    fn redact(&self, message: String) -> String {
+        self.0.iter().fold(message, |m, secret| m.replace(secret.as_str(), "[sensitive]"))
+    }
+}
+
 /// What one save's script steps need, owned so they can move to a blocking thread.
 pub(super) struct SaveJob {
     pub record: Row,
@@ -137,6 +170,15 @@ impl Store {
         if !scripts.touches_saves() {
             return Ok((jobs.into_iter().map(|j| (j.record, Row::default())).collect(), Vec::new()));
         }
+        // Messages of the scripts and formulas (a failed `decimal("<id number>")`, a rule quoting a
+        // value) must not show the caller values they may only see masked.
+        let grant = caller.access.object(object.name.as_str());
+        let masked: Vec<String> = object
+            .fields
+            .iter()
+            .filter(|f| f.sensitive.is_some_and(|s| s.mask != Mask::None) && !grant.unmasked(f.name.as_str()))
+            .map(|f| f.column())
+            .collect();
         let runtime = self.scripts.clone();
         let chain = self.chain_of(caller);
         let user = script_user(caller);
@@ -156,7 +198,7 @@ impl Store {
                                 chain: &chain,
                             },
                         );
-                        (job.record, outcome)
+                        (job.record, job.old, outcome)
                     })
                     .collect::<Vec<_>>()
             })
@@ -168,8 +210,16 @@ impl Store {
         })?;
         let mut changes = Vec::with_capacity(outcomes.len());
         let mut issues = Vec::new();
-        for (i, (mut record, o)) in outcomes.into_iter().enumerate() {
-            issues.extend(o.issues.into_iter().map(|issue| issue.at(i)));
+        for (i, (mut record, old, o)) in outcomes.into_iter().enumerate() {
+            if !o.issues.is_empty() {
+                let rows = [Some(&record), old.as_ref(), Some(&o.changes)];
+                let secrets =
+                    Secrets::of(masked.iter().flat_map(|c| rows.iter().flatten().filter_map(move |row| row.get(c))));
+                issues.extend(o.issues.into_iter().map(|mut issue| {
+                    issue.message = secrets.redact(std::mem::take(&mut issue.message));
+                    issue.at(i)
+                }));
+            }
             record.extend(o.changes.iter().map(|(k, v)| (k.clone(), v.clone())));
             changes.push((record, o.changes));
         }
@@ -248,17 +298,15 @@ impl Store {
                 r
             });
             // Sensitive values the script saw must not end up in the audit log through its error.
-            let secrets: Vec<&str> = object
-                .fields
-                .iter()
-                .filter(|f| f.sensitive.is_some())
-                .flat_map(|f| [row.get(&f.column()), old.as_ref().and_then(|o| o.get(&f.column()))])
-                .filter_map(|v| match v {
-                    Some(Value::Text(s)) if !s.is_empty() => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let redact = |message: String| secrets.iter().fold(message, |m, secret| m.replace(secret, "[sensitive]"));
+            let secrets = Secrets::of(
+                object
+                    .fields
+                    .iter()
+                    .filter(|f| f.sensitive.is_some())
+                    .flat_map(|f| [row.get(&f.column()), old.as_ref().and_then(|o| o.get(&f.column()))])
+                    .flatten(),
+            );
+            let redact = |message: String| secrets.redact(message);
             for (name, compiled) in &scripts.after_save {
                 let outcome = self
                     .run_with_host(
@@ -647,6 +695,8 @@ fn host_error(e: DataError) -> HostError {
         DataError::NotFound(_) => ("NOT_FOUND", &[][..]),
         DataError::Forbidden(_) => ("FORBIDDEN", &[][..]),
         DataError::Timeout => ("TIMEOUT", &[][..]),
+        DataError::RateLimited(_) => ("RATE_LIMITED", &[][..]),
+        DataError::Unavailable(_) => ("UNAVAILABLE", &[][..]),
         DataError::Internal => ("INTERNAL_SERVER_ERROR", &[][..]),
     };
     let mut message = e.to_string();
@@ -773,5 +823,18 @@ impl Host for ScriptHostApi {
             .block_on(RecordStore::update(&self.store, &writer, &self.registry, &def, id, values, None))
             .map_err(host_error)?;
         Ok(Self::record(&def, record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_as_given_and_as_scripts_print_them_longest_first() {
+        let values = [Value::Text("李\"雷\"".into()), Value::Text("1381".into()), Value::Text("13812345678".into())];
+        let secrets = Secrets::of(values.iter().chain([&Value::Null, &Value::Text(String::new())]));
+        let message = r#"a: 13812345678, b: 李"雷", c: "李\"雷\"", d: 1381"#.to_string();
+        assert_eq!(secrets.redact(message), r#"a: [sensitive], b: [sensitive], c: "[sensitive]", d: [sensitive]"#);
     }
 }

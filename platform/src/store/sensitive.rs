@@ -1,94 +1,39 @@
 //! Sensitive fields on the record path. Writes: values of encrypted fields become envelopes
 //! bound to their record, with blind indexes beside them. Searches: plaintexts in `eq`/`in`
 //! conditions become blind indexes. Reads: envelopes are opened and the value masked for
-//! callers without `UNMASKED_READ`; every value shown unmasked is logged in the sensitive
-//! access log, in batches written off the request path.
+//! callers without `UNMASKED_READ`; every value shown unmasked is queued for the sensitive
+//! access log (`access_log`).
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
-use std::time::Duration;
+use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
-use sea_query::{Expr, ExprTrait, Func, Order, Query};
+use chrono::Utc;
 use tessera_metadata::{FieldDefinition, Filter, Mask, ObjectDefinition, Value};
-use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{Storage, decode};
-use super::writes::{Row, insert_many};
-use super::{Store, StoreError, StoreResult};
+use super::access_log::{ReadBatch, Via};
+use super::writes::Row;
+use super::{Store, StoreResult};
 use crate::crypto::{Aad, CryptoError, KeyRing};
 use crate::graphql::{Caller, DataResult, Record};
 
-/// How a sensitive value reached the caller, as the access log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// A list page (or a reverse relation's page).
-    List,
-    /// A record read by id.
-    Get,
-    /// A record reached through a lookup.
-    Lookup,
-    /// A record returned by a write.
-    Write,
-    /// A data-subject export.
-    Export,
-    /// A record's audit images.
-    Audit,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::List => "list",
-            Via::Get => "get",
-            Via::Lookup => "lookup",
-            Via::Write => "write",
-            Via::Export => "export",
-            Via::Audit => "audit",
-        }
-    }
-}
-
-/// One entry of the sensitive access log: who saw which fields of a record unmasked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SensitiveRead {
-    /// `<read id>:<record id>`: one read may cover many records.
-    pub id: String,
-    pub at: DateTime<Utc>,
-    pub user_id: String,
-    pub object: String,
-    pub record_id: String,
-    /// Api names of the fields shown unmasked.
-    pub fields: Vec<String>,
-    pub via: String,
-    pub request_id: Option<String>,
-}
-
-/// A page of the sensitive access log, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct SensitiveReadQuery {
-    pub object: Option<String>,
-    pub record_id: Option<String>,
-    pub user_id: Option<String>,
-    /// Only entries after this one (the previous page's last `id`).
-    pub after: Option<String>,
-    pub limit: u64,
-}
-
-/// Which sensitive fields each input of a write gave: the values `reveal` hands back to the
-/// writer as their own, neither masked nor logged. A value a rule filled in for a record whose
-/// input left the field out is not the writer's, even if another input of the batch gave it.
+/// The sensitive values a write's inputs gave and the write stored: what `reveal` hands back
+/// to the writer as their own, neither masked nor logged. A value is the writer's only where the
+/// record now holds exactly what its own input gave: not a value a rule changed after the input
+/// gave it or filled in where the input left the field out (even if another input of the batch
+/// gave it), nor a stored value the input named for a field its write left alone (an upsert
+/// overwrites only the fields `upsert.update` lists on the records it matches). So a write shows
+/// unmasked only what the writer typed, never what the record held before.
 pub(super) struct Supplied {
     /// The sensitive fields' columns.
     columns: Vec<String>,
-    /// Input after input, whether it gave each of `columns`. A single input stands for every
-    /// record it wrote (an update of many records).
-    given: Vec<bool>,
+    /// Input after input, the value it gave each of `columns` (`None`: not given, or not a
+    /// text). A single input stands for every record it wrote (an update of many records).
+    given: Vec<Option<String>>,
     /// Record after record, whether it holds its values in plain text rather than as stored
     /// (records a create inserted, as opposed to those its upsert updated). Empty: none does.
     plain: Vec<bool>,
+    /// The columns an upsert overwrote on the records it matched (those not in plain text);
+    /// `None`: the write stored every column its input gave.
+    overwritten: Option<HashSet<String>>,
 }
 
 impl Supplied {
@@ -97,14 +42,27 @@ impl Supplied {
         let given = if fields.is_empty() {
             Vec::new()
         } else {
-            inputs.iter().flat_map(|input| fields.iter().map(|f| input.contains_key(f.name.as_str()))).collect()
+            let value = |input: &crate::graphql::RecordInput, f: &FieldDefinition| match input
+                .get(f.name.as_str())
+                .map(|json| Value::coerce(f, json))
+            {
+                Some(Ok(Value::Text(s))) => Some(s),
+                _ => None,
+            };
+            inputs.iter().flat_map(|input| fields.iter().map(move |f| value(input, f))).collect()
         };
-        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given, plain: Vec::new() }
+        Supplied { columns: fields.iter().map(|f| f.column()).collect(), given, plain: Vec::new(), overwritten: None }
     }
 
     /// Marks the records (in order) that hold their values in plain text.
     pub(super) fn holding_plain_text(mut self, plain: Vec<bool>) -> Supplied {
         self.plain = plain;
+        self
+    }
+
+    /// Notes that the records an upsert matched had only the fields of `update` overwritten.
+    pub(super) fn upserted(mut self, object: &ObjectDefinition, update: &[String]) -> Supplied {
+        self.overwritten = Some(update.iter().filter_map(|name| object.field(name)).map(|f| f.column()).collect());
         self
     }
 
@@ -114,296 +72,17 @@ impl Supplied {
         self.plain.get(record).copied().unwrap_or(false)
     }
 
-    /// Whether the input of the write's `record`th record gave `column`.
-    fn gave(&self, record: usize, column: &str) -> bool {
-        let Some(j) = self.columns.iter().position(|c| c == column) else { return false };
+    /// The value of `column` that the input of the write's `record`th record gave, if the
+    /// write stored it (a rule may still have changed it: `reveal` compares).
+    fn stored_input(&self, record: usize, column: &str) -> Option<&str> {
+        let j = self.columns.iter().position(|c| c == column)?;
+        if !self.plain(record) && self.overwritten.as_ref().is_some_and(|o| !o.contains(column)) {
+            return None;
+        }
         let width = self.columns.len();
         let input = if self.given.len() == width { 0 } else { record };
-        self.given.get(input * width + j).copied().unwrap_or(false)
+        self.given.get(input * width + j)?.as_deref()
     }
-}
-
-/// One read to log: the records whose `fields` a caller saw unmasked in one request.
-#[derive(Debug, Clone)]
-pub(super) struct ReadBatch {
-    pub at: DateTime<Utc>,
-    pub user_id: String,
-    pub object: String,
-    pub fields: Vec<String>,
-    pub via: Via,
-    pub request_id: Option<String>,
-    pub record_ids: Vec<String>,
-}
-
-enum LogMessage {
-    Entries(Vec<ReadBatch>),
-    /// Answered once everything sent before it is written.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Queues access-log entries for a background writer that inserts them many rows per
-/// statement, so reading sensitive values costs a list query no extra round trip.
-#[derive(Clone)]
-pub struct AccessLog {
-    tx: mpsc::Sender<LogMessage>,
-}
-
-/// Entries waiting before writers are held back (each list page sends one message).
-const LOG_QUEUE: usize = 4096;
-/// How long the writer gathers entries before writing them. Each flush writes one row per read
-/// and one per record read, so the longer the window, the more reads of the same records share
-/// that row. In figure (h) on PostgreSQL (lists of 50 of a city's contacts, 50 cities), a tenth
-/// of a second wrote six times the per-record rows of a second, and the encrypted list cost
-/// PostgreSQL 200–220 µs more CPU per request than the plain one, against 80–90 µs.
-/// Reading the log and stopping the server flush first.
-const LOG_GATHER: Duration = Duration::from_secs(1);
-/// Most record ids one flush gathers (a few MiB) before it writes them.
-const LOG_BATCH: usize = 50_000;
-/// Most distinct records one flush gathers: it writes a row for each, so this bounds the
-/// flush's transaction (and how long it holds SQLite's write lock).
-const LOG_RECORDS: usize = 10_000;
-const READ_COLUMNS: [&str; 7] = ["at", "user_id", "object", "fields", "via", "request_id", "record_ids"];
-/// Starts `record_ids` of a read that saw the same records as an earlier read of its flush:
-/// `=<that read's id>` instead of the list again. A list page read over and over (a dashboard,
-/// a refreshed view) then costs its fifty ids once per flush rather than once per read; ids
-/// never start with it, so older rows (always lists) read as before.
-const SAME_RECORDS_AS: char = '=';
-
-/// The `record_ids` column of each read, in order: the ids joined, or a reference to the first
-/// read of the same flush that saw exactly the same records.
-fn record_lists(entries: &[ReadBatch], ids: &[i64]) -> Vec<String> {
-    let mut first_with: HashMap<&[String], i64, foldhash::fast::RandomState> = HashMap::default();
-    entries
-        .iter()
-        .zip(ids)
-        .map(|(e, id)| match first_with.entry(e.record_ids.as_slice()) {
-            Entry::Occupied(first) => format!("{SAME_RECORDS_AS}{}", first.get()),
-            Entry::Vacant(slot) => {
-                slot.insert(*id);
-                e.record_ids.join(",")
-            }
-        })
-        .collect()
-}
-
-/// The ids of a record's reads in one flush, as `read_ids` stores them: ascending runs of
-/// consecutive ids, `4-9,12,15-16`. The reads of one flush have consecutive ids, so a record on
-/// a page read over and over (a dashboard, a list refreshed) costs a few bytes per flush rather
-/// than a number per read: in figure (h) of the bench that was 24 KB per record per second.
-/// Rows written before runs hold plain lists of ids, which parse as runs of one.
-#[derive(Default)]
-struct ReadRuns {
-    text: String,
-    first: Option<i64>,
-    /// The run being extended: its first and last id.
-    run: Option<(i64, i64)>,
-}
-
-impl ReadRuns {
-    /// Adds a read id, no smaller than the last one added.
-    fn push(&mut self, id: i64) {
-        match &mut self.run {
-            Some((_, last)) if id == *last || id == *last + 1 => *last = id,
-            _ => {
-                self.close();
-                self.run = Some((id, id));
-                self.first.get_or_insert(id);
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        use std::fmt::Write as _;
-        if let Some((from, to)) = self.run.take() {
-            let comma = if self.text.is_empty() { "" } else { "," };
-            // Writing to a `String` cannot fail.
-            let _ =
-                if from == to { write!(self.text, "{comma}{from}") } else { write!(self.text, "{comma}{from}-{to}") };
-        }
-    }
-
-    fn finish(mut self) -> String {
-        self.close();
-        self.text
-    }
-
-    /// The inclusive ranges of ids a stored `read_ids` holds (items that do not parse are
-    /// skipped).
-    fn parse(text: &str) -> impl Iterator<Item = (i64, i64)> + '_ {
-        text.split(',').filter_map(|item| match item.split_once('-') {
-            Some((from, to)) => Some((from.parse().ok()?, to.parse().ok()?)),
-            None => item.parse().ok().map(|id| (id, id)),
-        })
-    }
-}
-
-/// The newest ids, at most `limit` of them if given and none above `at_most`, of the disjoint
-/// ranges `runs`: newest first.
-fn newest_reads(mut runs: Vec<(i64, i64)>, at_most: Option<i64>, limit: Option<usize>) -> Vec<i64> {
-    if let Some(cap) = at_most {
-        runs =
-            runs.into_iter().filter_map(|(from, to)| (from <= cap).then_some((from, std::cmp::min(to, cap)))).collect();
-    }
-    runs.sort_unstable_by_key(|run| std::cmp::Reverse(run.1));
-    let mut ids = Vec::new();
-    for (from, to) in runs {
-        let room = limit.map_or(usize::MAX, |l| l.saturating_sub(ids.len()));
-        if room == 0 {
-            break;
-        }
-        ids.extend((from..=to).rev().take(room));
-    }
-    ids
-}
-
-/// What the log writer has gathered for its next flush.
-#[derive(Default)]
-struct Gathered {
-    entries: Vec<ReadBatch>,
-    acks: Vec<oneshot::Sender<()>>,
-    ids: usize,
-    /// Hashes of the distinct record ids among `entries` (a collision only lets a flush
-    /// gather a little more), by `hasher`. Both are foldhash: with SipHash, counting the ids
-    /// of list reads was half of the log's CPU.
-    records: HashSet<u64, foldhash::fast::RandomState>,
-    hasher: foldhash::fast::RandomState,
-}
-
-impl Gathered {
-    fn take(&mut self, message: LogMessage) {
-        match message {
-            LogMessage::Entries(mut reads) => {
-                for read in &reads {
-                    self.ids += read.record_ids.len();
-                    self.records.extend(read.record_ids.iter().map(|id| self.hasher.hash_one(id)));
-                }
-                self.entries.append(&mut reads);
-            }
-            LogMessage::Flush(ack) => self.acks.push(ack),
-        }
-    }
-
-    /// Whether to write now: someone waits for the log, or a bound is reached.
-    fn full(&self) -> bool {
-        !self.acks.is_empty() || self.ids >= LOG_BATCH || self.records.len() >= LOG_RECORDS
-    }
-}
-
-impl AccessLog {
-    pub(super) fn start(
-        writer: DatabaseConnection,
-        backend: DbBackend,
-        lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    ) -> AccessLog {
-        let (tx, mut rx) = mpsc::channel::<LogMessage>(LOG_QUEUE);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut gathered = Gathered::default();
-                gathered.take(first);
-                let deadline = tokio::time::Instant::now() + LOG_GATHER;
-                while !gathered.full() {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => gathered.take(m),
-                        _ => break,
-                    }
-                }
-                // A flush also takes whatever else is already queued.
-                while let Ok(m) = rx.try_recv() {
-                    gathered.take(m);
-                }
-                let Gathered { entries, acks, .. } = gathered;
-                if !entries.is_empty() {
-                    // SQLite has one writer: take turns with the record writes.
-                    let guard = if backend == DbBackend::Sqlite { Some(lock.lock().await) } else { None };
-                    if let Err(e) = write_log(&writer, backend, &entries).await {
-                        // The entries stay in memory no longer; the failure is loud.
-                        tracing::error!(error = %e, entries = entries.len(), "cannot write the sensitive access log");
-                    }
-                    drop(guard);
-                }
-                for ack in acks {
-                    let _ = ack.send(());
-                }
-            }
-        });
-        AccessLog { tx }
-    }
-
-    async fn record(&self, entries: Vec<ReadBatch>) {
-        if !entries.is_empty() && self.tx.send(LogMessage::Entries(entries)).await.is_err() {
-            tracing::error!("the sensitive access log writer has stopped");
-        }
-    }
-
-    /// Waits until every entry queued so far is written.
-    pub async fn flush(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(LogMessage::Flush(ack)).await.is_ok() {
-            let _ = done.await;
-        }
-    }
-}
-
-/// Writes reads, many rows per statement, and per record read the ids of its reads in this
-/// flush, one row per record. Read ids are taken up front: on SQLite the next after the largest
-/// (the write lock is held from the start, so no other writer interleaves), on PostgreSQL from
-/// the column's sequence.
-async fn write_log(writer: &DatabaseConnection, backend: DbBackend, entries: &[ReadBatch]) -> StoreResult<()> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions};
-    let mode = (backend == DbBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
-    let options = TransactionOptions { isolation_level: None, access_mode: None, sqlite_transaction_mode: mode };
-    let txn = writer.begin_with_options(options).await?;
-    let n = entries.len() as i64;
-    let ids: Vec<i64> = match backend {
-        DbBackend::Postgres => {
-            let sql = "SELECT nextval(pg_get_serial_sequence('sys_sensitive_reads', 'id')) FROM generate_series(1, $1)";
-            let rows = txn.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [n.into()])).await?;
-            rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect::<Result<_, _>>()?
-        }
-        _ => {
-            let q = Query::select().expr(Func::max(Expr::col("id"))).from("sys_sensitive_reads").to_owned();
-            let last: Option<i64> = match txn.query_one(&q).await? {
-                Some(row) => row.try_get_by_index(0)?,
-                None => None,
-            };
-            let first = last.unwrap_or(0) + 1;
-            (first..first + n).collect()
-        }
-    };
-    let mut by_record: std::collections::BTreeMap<&str, ReadRuns> = std::collections::BTreeMap::new();
-    let mut rows: Vec<sea_query::Value> = Vec::with_capacity(entries.len() * (READ_COLUMNS.len() + 1));
-    let lists = record_lists(entries, &ids);
-    for ((e, id), records) in entries.iter().zip(&ids).zip(lists) {
-        rows.extend([
-            (*id).into(),
-            e.at.into(),
-            e.user_id.clone().into(),
-            e.object.clone().into(),
-            e.fields.join(",").into(),
-            e.via.as_str().into(),
-            sea_query::Value::String(e.request_id.clone()),
-            records.into(),
-        ]);
-        for record in &e.record_ids {
-            by_record.entry(record.as_str()).or_default().push(*id);
-        }
-    }
-    let mut columns = vec!["id"];
-    columns.extend(READ_COLUMNS);
-    for chunk in rows.chunks(columns.len() * 2000) {
-        txn.execute_raw(insert_many(backend, "sys_sensitive_reads", &columns, chunk.to_vec())).await?;
-    }
-    let mut values: Vec<sea_query::Value> = Vec::with_capacity(by_record.len() * 3);
-    for (record, runs) in by_record {
-        let Some(first) = runs.first else { continue };
-        values.extend([record.to_string().into(), first.into(), runs.finish().into()]);
-    }
-    for chunk in values.chunks(3 * 3000) {
-        let columns = ["record_id", "read_id", "read_ids"];
-        txn.execute_raw(insert_many(backend, "sys_sensitive_read_records", &columns, chunk.to_vec())).await?;
-    }
-    txn.commit().await?;
-    Ok(())
 }
 
 /// Opens a stored value of a field where it lies. With `tolerant` (the field is not encrypted
@@ -486,6 +165,9 @@ impl Store {
             }
             Filter::Or(parts) => Filter::Or(parts.into_iter().map(|p| self.hash_filter(p)).collect::<Result<_, _>>()?),
             Filter::Not(inner) => Filter::Not(Box::new(self.hash_filter(*inner)?)),
+            Filter::Probe { object, field, filter } => {
+                Filter::Probe { object, field, filter: Box::new(self.hash_filter(*filter)?) }
+            }
             other => other,
         })
     }
@@ -495,8 +177,8 @@ impl Store {
     }
 
     /// Opens the sensitive values of records for the caller: the value itself where they may
-    /// see it unmasked (logged), its mask otherwise. Values a record's own input gave
-    /// (`supplied`) are returned as given, unlogged. A value that fails to open is left out and
+    /// see it unmasked (logged), its mask otherwise. Values a record's own input gave and its
+    /// write stored (`supplied`) are returned as given, unlogged. A value that fails to open is left out and
     /// named in `Record::broken`, so the API reports an error for that value only.
     pub(super) async fn reveal(
         &self,
@@ -546,12 +228,24 @@ impl Store {
         }
         // Whether the caller sees each field unmasked depends on the field, not the record.
         let grant = caller.access.object(name);
-        let masks: Vec<Mask> = fields.iter().map(|(f, _)| f.sensitive.map_or(Mask::None, |s| s.mask)).collect();
-        let unmasked: Vec<bool> = fields
+        let mut masks: Vec<Mask> = fields.iter().map(|(f, _)| f.sensitive.map_or(Mask::None, |s| s.mask)).collect();
+        let mut unmasked: Vec<bool> = fields
             .iter()
             .zip(&masks)
             .map(|((f, _), mask)| *mask == Mask::None || grant.unmasked(f.name.as_str()))
             .collect();
+        // While the access log cannot be written, nothing that it would have to hold is shown.
+        // A write is done by now and answering an error would invite it again, so its record
+        // comes back masked (a field shown to everyone, fully); a read is refused below.
+        let withhold = via == Via::Write && self.access_log_available().is_err();
+        if withhold {
+            for (mask, shown) in masks.iter_mut().zip(&mut unmasked) {
+                if *mask == Mask::None {
+                    *mask = Mask::Full;
+                }
+                *shown = false;
+            }
+        }
         let now = Utc::now();
         // One read per set of fields shown (usually one per page), each with the positions of
         // those fields.
@@ -565,11 +259,12 @@ impl Store {
                 let Value::Text(value) = slot else { continue };
                 // A record a create just inserted holds the values written, not envelopes. Those
                 // its own input gave are shown as they are, neither masked nor logged; others
-                // (filled in by a rule) are shown like any value read. Every other record holds
-                // stored values, opened whatever they look like.
+                // (filled in or changed by a rule) are shown like any value read. Every other
+                // record holds stored values, opened whatever they look like, and shown as given
+                // only where they are what this write stored from its input.
                 let written = supplied.is_some_and(|s| s.plain(r));
-                let own_input = supplied.is_some_and(|s| s.gave(r, column));
-                if written && own_input {
+                let own_input = supplied.and_then(|s| s.stored_input(r, column));
+                if written && own_input == Some(value.as_str()) {
                     continue;
                 }
                 if let Some(ring) = &ring
@@ -585,7 +280,7 @@ impl Store {
                         continue;
                     }
                 }
-                if own_input {
+                if own_input == Some(value.as_str()) {
                     continue;
                 }
                 if unmasked[i] {
@@ -612,235 +307,10 @@ impl Store {
                 }
             }
         }
-        self.access_log.record(log.into_iter().map(|(_, read)| read).collect()).await;
+        if !log.is_empty() {
+            self.access_log_available()?;
+            self.access_log.record(log.into_iter().map(|(_, read)| read).collect()).await?;
+        }
         Ok(())
-    }
-
-    /// Queues entries for the sensitive access log.
-    pub(super) async fn log_sensitive_reads(&self, entries: Vec<ReadBatch>) {
-        self.access_log.record(entries).await;
-    }
-
-    /// Waits until the sensitive access log holds every read so far.
-    pub async fn flush_access_log(&self) {
-        self.access_log.flush().await;
-    }
-
-    /// The record lists of rows of `sys_sensitive_reads` (columns as `sensitive_reads` selects
-    /// them) by read id, with lists written as references to an earlier read looked up.
-    async fn resolve_record_lists(&self, rows: &[sea_orm::QueryResult]) -> StoreResult<HashMap<i64, String>> {
-        let mut lists: HashMap<i64, String> = HashMap::with_capacity(rows.len());
-        let mut references: Vec<(i64, i64)> = Vec::new();
-        let text = |row: &sea_orm::QueryResult, i: usize| -> StoreResult<String> {
-            match decode(row, i, Storage::Text, self.backend, "record_ids")? {
-                Value::Text(s) => Ok(s),
-                _ => Ok(String::new()),
-            }
-        };
-        for row in rows {
-            let id: i64 = row.try_get_by_index(0)?;
-            let text = text(row, 7)?;
-            match text.strip_prefix(SAME_RECORDS_AS) {
-                Some(first) => {
-                    let first = first
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt(format!("sensitive read {id} refers to read `{first}`")))?;
-                    references.push((id, first));
-                }
-                None => {
-                    lists.insert(id, text);
-                }
-            }
-        }
-        let missing: Vec<i64> =
-            references.iter().map(|(_, first)| *first).filter(|first| !lists.contains_key(first)).collect();
-        let mut fetched: HashMap<i64, String> = HashMap::new();
-        for chunk in missing.chunks(1000) {
-            let q = Query::select()
-                .columns(["id", "record_ids"])
-                .from("sys_sensitive_reads")
-                .and_where(Expr::col("id").is_in(chunk.iter().copied()))
-                .to_owned();
-            for row in self.db.query_all(&q).await? {
-                fetched.insert(row.try_get_by_index(0)?, text(&row, 1)?);
-            }
-        }
-        for (id, first) in references {
-            let list = lists.get(&first).or_else(|| fetched.get(&first)).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!("sensitive read {id} refers to read {first}, which is missing"))
-            })?;
-            lists.insert(id, list);
-        }
-        Ok(lists)
-    }
-
-    /// Reads the sensitive access log, newest first: one entry per record read. With a record
-    /// id it is an index lookup of that record's reads; otherwise reads are listed newest first
-    /// and expanded into their records.
-    pub async fn sensitive_reads(&self, q: &SensitiveReadQuery) -> StoreResult<Vec<SensitiveRead>> {
-        self.flush_access_log().await;
-        let bad_cursor = || StoreError::Refused("after: not an entry id of the sensitive access log".into());
-        let after: Option<(i64, String)> = match &q.after {
-            Some(a) => {
-                let (read, record) = a.split_once(':').ok_or_else(bad_cursor)?;
-                Some((read.parse().map_err(|_| bad_cursor())?, record.to_string()))
-            }
-            None => None,
-        };
-        let mut select = Query::select();
-        select.expr(Expr::col(("r", "id"))).columns(READ_COLUMNS.map(|c| ("r", c))).from_as("sys_sensitive_reads", "r");
-        if let Some(record) = &q.record_id {
-            // The record's reads, newest first, as far as this page can need them.
-            let mut index = Query::select();
-            index
-                .column("read_ids")
-                .from("sys_sensitive_read_records")
-                .and_where(Expr::col("record_id").eq(record.clone()));
-            if let Some((read, _)) = &after {
-                index.and_where(Expr::col("read_id").lte(*read));
-            }
-            let mut runs: Vec<(i64, i64)> = Vec::new();
-            for row in self.db.query_all(&index).await? {
-                let text: String = row.try_get_by_index(0)?;
-                runs.extend(ReadRuns::parse(&text));
-            }
-            // Filtered by user below, so then every read of the record is a candidate.
-            let limit = q.user_id.is_none().then_some(q.limit as usize + 1);
-            let ids = newest_reads(runs, after.as_ref().map(|(read, _)| *read), limit);
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            select.and_where(Expr::col(("r", "id")).is_in(ids));
-        }
-        for (col, v) in [("object", &q.object), ("user_id", &q.user_id)] {
-            if let Some(v) = v {
-                select.and_where(Expr::col(("r", col)).eq(v.clone()));
-            }
-        }
-        if let Some((read, _)) = &after {
-            select.and_where(Expr::col(("r", "id")).lte(*read));
-        }
-        select.order_by(("r", "id"), Order::Desc).limit(q.limit + 1);
-        let rows = self.db.query_all(&select).await?;
-        let lists = self.resolve_record_lists(&rows).await?;
-        let mut out = Vec::new();
-        for row in &rows {
-            let text = |i: usize| -> StoreResult<Option<String>> {
-                match decode(row, i, Storage::Text, self.backend, "sys_sensitive_reads")? {
-                    Value::Text(s) => Ok(Some(s)),
-                    _ => Ok(None),
-                }
-            };
-            let id: i64 = row.try_get_by_index(0)?;
-            let at = match decode(row, 1, Storage::DateTime, self.backend, "at")? {
-                Value::DateTime(d) => d,
-                _ => return Err(StoreError::Corrupt("sensitive read without time".into())),
-            };
-            let fields: Vec<String> =
-                text(4)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let records = lists.get(&id).map(String::as_str).unwrap_or_default();
-            for record in records.split(',').filter(|s| !s.is_empty()) {
-                if q.record_id.as_deref().is_some_and(|r| r != record) {
-                    continue;
-                }
-                if let Some((read, last)) = &after
-                    && *read == id
-                    && record <= last.as_str()
-                {
-                    continue;
-                }
-                out.push(SensitiveRead {
-                    id: format!("{id}:{record}"),
-                    at,
-                    user_id: text(2)?.unwrap_or_default(),
-                    object: text(3)?.unwrap_or_default(),
-                    record_id: record.to_string(),
-                    fields: fields.clone(),
-                    via: text(5)?.unwrap_or_default(),
-                    request_id: text(6)?,
-                });
-            }
-            if out.len() as u64 >= q.limit {
-                break;
-            }
-        }
-        out.truncate(q.limit as usize);
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(records: &[&str]) -> ReadBatch {
-        ReadBatch {
-            at: Utc::now(),
-            user_id: "u".into(),
-            object: "customer".into(),
-            fields: vec!["phone".into()],
-            via: Via::List,
-            request_id: None,
-            record_ids: records.iter().map(|r| r.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn a_flush_stores_each_list_of_records_once() {
-        let entries = [read(&["a", "b"]), read(&["c"]), read(&["a", "b"]), read(&["b", "a"]), read(&["c"])];
-        let lists = record_lists(&entries, &[10, 11, 12, 13, 14]);
-        assert_eq!(lists, ["a,b", "c", "=10", "b,a", "=11"]);
-    }
-
-    #[test]
-    fn a_records_reads_are_stored_as_runs_and_read_back_newest_first() {
-        let mut runs = ReadRuns::default();
-        for id in [4, 5, 6, 6, 7, 9, 12, 13] {
-            runs.push(id);
-        }
-        assert_eq!(runs.first, Some(4));
-        let text = runs.finish();
-        assert_eq!(text, "4-7,9,12-13");
-        // A row of another flush, and one written as a plain list before runs.
-        let stored = [text.as_str(), "20-22", "1,2"];
-        let all: Vec<(i64, i64)> = stored.iter().flat_map(|t| ReadRuns::parse(t)).collect();
-        assert_eq!(newest_reads(all.clone(), None, None), [22, 21, 20, 13, 12, 9, 7, 6, 5, 4, 2, 1]);
-        assert_eq!(newest_reads(all.clone(), Some(12), Some(4)), [12, 9, 7, 6]);
-        assert_eq!(newest_reads(all.clone(), Some(21), Some(2)), [21, 20]);
-        assert_eq!(newest_reads(all, Some(0), None), Vec::<i64>::new());
-        assert_eq!(ReadRuns::parse("x,3-y,5").collect::<Vec<_>>(), [(5, 5)], "what does not parse is skipped");
-        assert_eq!(ReadRuns::default().finish(), "");
-    }
-
-    #[test]
-    fn a_flush_is_due_at_its_bounds_of_distinct_records_and_of_ids_or_when_awaited() {
-        let page: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
-        let page: Vec<&str> = page.iter().map(String::as_str).collect();
-        // The same page read again and again: many ids, few records.
-        let mut g = Gathered::default();
-        for _ in 0..LOG_BATCH / 50 - 1 {
-            g.take(LogMessage::Entries(vec![read(&page)]));
-        }
-        assert!(!g.full(), "{} ids of {} records", g.ids, g.records.len());
-        g.take(LogMessage::Entries(vec![read(&page)]));
-        assert!(g.full());
-
-        // Pages of different records: the records' bound comes first.
-        let mut g = Gathered::default();
-        let ids: Vec<String> = (0..LOG_RECORDS).map(|i| format!("r{i}")).collect();
-        for chunk in ids[..LOG_RECORDS - 1].chunks(50) {
-            g.take(LogMessage::Entries(vec![read(&chunk.iter().map(String::as_str).collect::<Vec<_>>())]));
-        }
-        assert!(!g.full());
-        g.take(LogMessage::Entries(vec![read(&[ids[LOG_RECORDS - 1].as_str()])]));
-        assert!(g.full());
-        assert_eq!(g.entries.iter().map(|e| e.record_ids.len()).sum::<usize>(), LOG_RECORDS);
-
-        let mut g = Gathered::default();
-        g.take(LogMessage::Entries(vec![read(&["a"])]));
-        assert!(!g.full());
-        let (ack, _done) = oneshot::channel();
-        g.take(LogMessage::Flush(ack));
-        assert!(g.full(), "someone reading the log waits for it");
     }
 }
