@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
-use tessera_platform::graphql::data_schema::DEFAULT_MAX_BATCH;
+use tessera_platform::graphql::data_schema::{DEFAULT_MAX_BATCH, DEFAULT_MAX_REQUEST_ROWS};
 use tessera_platform::server::{Config, start};
 
 mod keys_cli;
@@ -39,11 +39,17 @@ enum Command {
         /// Refuse schema introspection on the data API.
         #[arg(long, env = "TESSERA_DISABLE_INTROSPECTION")]
         disable_introspection: bool,
-        /// Most records one batch mutation (`createContacts`, …) may carry. A batch is one
-        /// transaction: larger batches load faster, and hold the write lock longer.
+        /// Most records the mutations of one request (`createContacts`, …, aliases included) may
+        /// write. A batch is one transaction: larger batches load faster, and hold the write lock
+        /// longer.
         #[arg(long, env = "TESSERA_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH,
               value_parser = clap::value_parser!(u16).range(1..=10_000))]
         max_batch: u16,
+        /// Most records one data API request may ask for, estimated before it runs: pages times
+        /// the pages around them, nested relations, lookups, groups and mutation results.
+        #[arg(long, env = "TESSERA_MAX_REQUEST_ROWS", default_value_t = DEFAULT_MAX_REQUEST_ROWS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_request_rows: u64,
         /// The master key file of field encryption (default ./tessera.key; generated on first
         /// start, its path printed).
         #[arg(long, env = "TESSERA_DATA_KEY_FILE")]
@@ -126,6 +132,7 @@ async fn main() -> std::process::ExitCode {
             admin_password,
             disable_introspection,
             max_batch,
+            max_request_rows,
             data_key_file,
             data_key,
             scripts,
@@ -141,6 +148,7 @@ async fn main() -> std::process::ExitCode {
             };
             config.limits.introspection = !disable_introspection;
             config.limits.max_batch = usize::from(max_batch);
+            config.limits.max_request_rows = max_request_rows;
             scripts.apply(&mut config);
             match start(config).await {
                 Ok(server) => {

@@ -48,6 +48,7 @@ pub use roles::RoleRow;
 pub use scripts::TestRun;
 pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
 pub use users::{NewUser, UserChange, UserRow};
+pub use writes::MAX_UPDATE_MANY;
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
 /// else is logged once and reported as an internal error.
