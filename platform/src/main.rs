@@ -50,6 +50,11 @@ enum Command {
         #[arg(long, env = "TESSERA_MAX_REQUEST_ROWS", default_value_t = DEFAULT_MAX_REQUEST_ROWS,
               value_parser = clap::value_parser!(u64).range(1..))]
         max_request_rows: u64,
+        /// Seconds a data API request may run before it is answered `TIMEOUT`; its database
+        /// statements stop then too (PostgreSQL's statement timeout is the same).
+        #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        request_timeout_secs: u64,
         /// The master key file of field encryption (default ./tessera.key; generated on first
         /// start, its path printed).
         #[arg(long, env = "TESSERA_DATA_KEY_FILE")]
@@ -133,6 +138,7 @@ async fn main() -> std::process::ExitCode {
             disable_introspection,
             max_batch,
             max_request_rows,
+            request_timeout_secs,
             data_key_file,
             data_key,
             scripts,
@@ -144,6 +150,7 @@ async fn main() -> std::process::ExitCode {
                 admin_password,
                 data_key_file,
                 data_key: data_key.map(Secret::new),
+                request_timeout: std::time::Duration::from_secs(request_timeout_secs),
                 ..Config::default()
             };
             config.limits.introspection = !disable_introspection;

@@ -209,3 +209,70 @@ async fn a_request_holds_at_most_one_update_by_filter() {
         assert_eq!(names(&d), ["n1", "x0"]);
     });
 }
+
+/// Active statements of the test's PostgreSQL database whose text contains `needle`.
+async fn running_statements(t: &TestServer, needle: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    let server = std::env::var("TESSERA_TEST_POSTGRES").unwrap();
+    let database = t.database_url.rsplit('/').next().unwrap().to_string();
+    let admin = Database::connect(format!("{}/postgres", server.trim_end_matches('/'))).await.unwrap();
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND position($2 in query) > 0",
+            [database.into(), needle.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    admin.close().await.ok();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// A request answered `TIMEOUT` leaves nothing running: SQLite interrupts its statements and
+/// PostgreSQL cancels them after the same timeout, so their connections serve the next request
+/// at once, even when the timed-out requests had taken every one of them.
+#[tokio::test]
+async fn statements_of_a_timed_out_request_stop_and_free_their_connections() {
+    // `like` compares about a thousand characters at each position of a 100,000-character
+    // text: a fraction of a second per note, seconds per statement over 40 notes.
+    let slow = "query($p: String!) { notes(first: 1, filter: {body: {like: $p}}) { nodes { id } } }";
+    let pattern = format!("%{}b%", "a".repeat(1_000));
+    for backend in backends() {
+        let t = TestServer::start(backend).await;
+        crm(&t).await;
+        let notes: Vec<Value> = (0..10).map(|_| json!({"body": "a".repeat(100_000)})).collect();
+        for _ in 0..4 {
+            t.data_ok("mutation($d: [NoteInput!]!) { createNotes(data: $d) { id } }", json!({"d": notes})).await;
+        }
+        let t = t.restart_with(|c| c.request_timeout = std::time::Duration::from_secs(1)).await;
+        // Signed in before, so that every request below waits for the database only inside its
+        // timeout.
+        t.data_ok("{ me { id } }", json!({})).await;
+        let connections = t.server.as_ref().unwrap().store.read_connections() as usize;
+
+        // One slow request more than there are connections to read with.
+        let slow_requests = (0..=connections).map(|_| t.data(slow, json!({"p": pattern})));
+        for r in futures::future::join_all(slow_requests).await {
+            assert_eq!(error_codes(&r), ["TIMEOUT"], "[{backend:?}] the statement runs past the timeout: {r}");
+        }
+        // Had they gone on, this request would wait for a connection past its own timeout.
+        let r = t.data("{ notesAggregate { count } }", json!({})).await;
+        assert!(r.get("errors").is_none(), "[{backend:?}] a connection is free: {r}");
+        assert_eq!(r["data"]["notesAggregate"]["count"], 40);
+        if backend == Backend::Postgres {
+            // The server cancels them on its own clock: give it a moment, far less than they
+            // would have run.
+            let mut running = i64::MAX;
+            for _ in 0..40 {
+                running = running_statements(&t, "LIKE").await;
+                if running == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(running, 0, "no statement of the timed-out requests is still running");
+        }
+        t.stop().await;
+    }
+}
