@@ -146,6 +146,30 @@ async fn variables_defaults_aliases_fragments_lookups_and_groups_all_count_again
     }
 }
 
+/// The estimate is made before validation has refused anything: fragments spreading each other
+/// in a cycle, or doubling at every level, must not hang it.
+#[tokio::test]
+async fn cyclic_and_doubling_fragments_get_their_validation_error() {
+    each_backend!(|t| {
+        crm(&t).await;
+        let cycle =
+            "{ ...A } fragment A on Query { accounts { ...B } } fragment B on AccountConnection { nodes { ...C } }
+            fragment C on Account { contacts { nodes { account { ...D } } } } fragment D on Account { name ...C }";
+        let r = t.data(cycle, json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(!message(&r).contains("--max-request-rows"), "validation answers first: {r}");
+
+        // A million spreads of F0 if expanded: the estimate costs each fragment once.
+        let mut doubling = String::from("{ accounts(first: 1) { nodes { ...F20 } } }");
+        for i in 1..=20 {
+            doubling.push_str(&format!(" fragment F{i} on Account {{ ...F{j} ...F{j} }}", j = i - 1));
+        }
+        doubling.push_str(" fragment F0 on Account { contacts(first: 1) { nodes { name } } }");
+        let r = t.data(&doubling, json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+    });
+}
+
 /// The batch cap (`--max-batch`) is per request: aliases reusing one variable, and single creates
 /// next to batches, share it, and a request over it is refused whole before anything is written.
 #[tokio::test]
