@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tessera_alloc::MiMalloc = tessera_alloc::MiMalloc;
 use tessera_platform::crypto::Secret;
-use tessera_platform::graphql::data_schema::DEFAULT_MAX_BATCH;
+use tessera_platform::graphql::data_schema::{DEFAULT_MAX_BATCH, DEFAULT_MAX_REQUEST_ROWS};
 use tessera_platform::server::{Config, start};
 use tessera_platform::store::{
     DEFAULT_MASKED_SEARCHES_PER_FIELD, DEFAULT_MASKED_SEARCHES_PER_MINUTE, MaskedSearchLimits,
@@ -42,11 +42,22 @@ enum Command {
         /// Refuse schema introspection on the data API.
         #[arg(long, env = "TESSERA_DISABLE_INTROSPECTION")]
         disable_introspection: bool,
-        /// Most records one batch mutation (`createContacts`, …) may carry. A batch is one
-        /// transaction: larger batches load faster, and hold the write lock longer.
+        /// Most records the mutations of one request (`createContacts`, …, aliases included) may
+        /// write. A batch is one transaction: larger batches load faster, and hold the write lock
+        /// longer.
         #[arg(long, env = "TESSERA_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH,
               value_parser = clap::value_parser!(u16).range(1..=10_000))]
         max_batch: u16,
+        /// Most records one data API request may ask for, estimated before it runs: pages times
+        /// the pages around them, nested relations, lookups, groups and mutation results.
+        #[arg(long, env = "TESSERA_MAX_REQUEST_ROWS", default_value_t = DEFAULT_MAX_REQUEST_ROWS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_request_rows: u64,
+        /// Seconds a data API request may run before it is answered `TIMEOUT`; its database
+        /// statements stop then too (PostgreSQL's statement timeout is the same).
+        #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        request_timeout_secs: u64,
         /// The master key file of field encryption (default ./tessera.key; generated on first
         /// start, its path printed).
         #[arg(long, env = "TESSERA_DATA_KEY_FILE")]
@@ -155,6 +166,8 @@ async fn main() -> std::process::ExitCode {
             admin_password,
             disable_introspection,
             max_batch,
+            max_request_rows,
+            request_timeout_secs,
             data_key_file,
             data_key,
             scripts,
@@ -167,10 +180,12 @@ async fn main() -> std::process::ExitCode {
                 admin_password,
                 data_key_file,
                 data_key: data_key.map(Secret::new),
+                request_timeout: std::time::Duration::from_secs(request_timeout_secs),
                 ..Config::default()
             };
             config.limits.introspection = !disable_introspection;
             config.limits.max_batch = usize::from(max_batch);
+            config.limits.max_request_rows = max_request_rows;
             scripts.apply(&mut config);
             sensitive.apply(&mut config);
             match start(config).await {

@@ -136,7 +136,7 @@ impl RunningServer {
 
 /// Opens the database, prepares the first admin and metadata, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    let mut store = Store::connect(&config.database_url).await?;
+    let mut store = Store::connect_with_timeout(&config.database_url, config.request_timeout).await?;
     store.configure_scripts(config.script_limits.clone(), config.script_budget.clone());
     store.configure_masked_search(config.masked_search.clone());
     let source = KeySource::new(config.data_key_file.clone(), config.data_key.clone());

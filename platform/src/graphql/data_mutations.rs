@@ -11,7 +11,7 @@ use super::data_schema::{Shared, arg_value, data, object_of};
 use super::filter_input::parse_filter;
 use super::prefetch::prefetch;
 use super::values::InputFields;
-use super::{DataError, Upsert, data_error};
+use super::{Upsert, data_error};
 
 /// Which mutations of an object the caller may run; only those are generated.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +63,8 @@ pub(super) fn add_mutations(
         FieldFuture::new(async move {
             let object = object_of(&shared, &name)?;
             let dc = data(&ctx)?;
+            // The request's mutations together were held to `--max-batch` before any ran.
             let list = ctx.args.try_get("data")?.list()?;
-            if list.len() > shared.limits.max_batch {
-                return Err(data_error(DataError::bad_input(format!(
-                    "at most {} records per batch",
-                    shared.limits.max_batch
-                ))));
-            }
             let fields = InputFields::new(&object);
             let inputs = list.iter().map(|v| fields.record(v.as_value())).collect();
             let upsert = match ctx.args.get("upsert").filter(|v| !v.is_null()) {

@@ -19,14 +19,27 @@ use super::{
     AggregateFn, AggregateQuery, AggregateRow, AggregateValue, Caller, DataError, RecordStore, data_error, gql_error,
 };
 
-/// Records one batch mutation may carry unless the server is configured otherwise (`API.md`).
+/// Records the mutations of one request may carry unless the server is configured otherwise
+/// (`API.md` sets 500 per batch; aliases and several mutations share it).
 pub const DEFAULT_MAX_BATCH: u16 = 500;
+
+/// Records one request may ask for unless the server is configured otherwise: a page of 100 with
+/// a nested page of 100 under each record and a lookup on each of those (20,200), or an update
+/// by filter's 10,000 results with their lookups, fit; three nested pages of 100 (a million)
+/// do not.
+pub const DEFAULT_MAX_REQUEST_ROWS: u64 = 25_000;
+
+/// The page a connection returns when the query gives neither `first` nor `last`.
+pub const DEFAULT_PAGE: u64 = 20;
 
 /// Limits of the data API.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_page: u64,
+    /// Records written by the mutations of one request (see `request_budget`).
     pub max_batch: usize,
+    /// Records one request may ask for, estimated before it runs (see `request_budget`).
+    pub max_request_rows: u64,
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_groups: u64,
@@ -39,6 +52,7 @@ impl Default for Limits {
         Limits {
             max_page: 100,
             max_batch: usize::from(DEFAULT_MAX_BATCH),
+            max_request_rows: DEFAULT_MAX_REQUEST_ROWS,
             max_depth: 12,
             max_complexity: 5_000,
             max_groups: 1_000,
@@ -151,6 +165,7 @@ pub fn build(registry: Arc<Registry>, limits: Limits, access: &AccessProfile) ->
     }
     schema
         .extension(super::errors::ErrorPaths)
+        .extension(super::request_budget::RequestBudget::new(&registry, &limits))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()

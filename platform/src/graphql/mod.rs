@@ -12,6 +12,7 @@ mod keys_schema;
 pub mod metadata_schema;
 mod prefetch;
 mod privacy_schema;
+mod request_budget;
 pub mod schema_cache;
 mod scripts_schema;
 mod values;

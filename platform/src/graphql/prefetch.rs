@@ -11,7 +11,7 @@ use async_graphql::context::SelectionField;
 use async_graphql::{Name, Value as GqlValue};
 use tessera_metadata::{FieldType, ObjectDefinition, Value};
 
-use super::data_schema::{DataContext, Shared};
+use super::data_schema::{DEFAULT_PAGE, DataContext, Shared};
 use super::filter_input::{parse_filter, parse_order, system_column};
 use super::{DataError, DataResult, ListQuery, PageRequest, Record};
 
@@ -107,7 +107,7 @@ pub fn list_query(
         return Err(DataError::bad_input("pass `first` or `last`, not both"));
     }
     let page = PageRequest {
-        first: if last.is_none() { Some(first.unwrap_or(20)) } else { None },
+        first: if last.is_none() { Some(first.unwrap_or(DEFAULT_PAGE)) } else { None },
         last,
         after: string_arg(args, "after"),
         before: string_arg(args, "before"),

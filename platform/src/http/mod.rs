@@ -159,7 +159,10 @@ async fn data_api(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     // Kept to explain validation errors caused by the caller's narrower schema.
     let query = if access.is_admin() { String::new() } else { request.query.clone() };
     let request = request.data(DataContext { caller, store: state.records.clone() });
-    match tokio::time::timeout(state.request_timeout, schema.execute(request)).await {
+    // A request answered `TIMEOUT` has its SQLite statements interrupted too, which frees their
+    // connections; PostgreSQL's `statement_timeout` is the request timeout.
+    let work = crate::store::interruptible(schema.execute(request));
+    match tokio::time::timeout(state.request_timeout, work).await {
         Ok(mut response) => {
             if !response.errors.is_empty() {
                 explain_forbidden(&mut response, &query, &snapshot.registry, &access);

@@ -5,6 +5,7 @@
 
 mod access_log;
 mod audit;
+mod cancel;
 mod catalog;
 mod codec;
 mod ddl;
@@ -43,6 +44,7 @@ use crate::crypto::{KeyRing, MasterKey};
 
 pub use access_log::{SensitiveRead, SensitiveReadQuery, Via};
 pub use audit::{AuditEntry, AuditQuery};
+pub use cancel::interruptible;
 pub use catalog::MetadataChange;
 pub use identity::{TokenKind, TokenRow};
 pub use key_jobs::{JobKind, JobState, KeyJob};
@@ -54,6 +56,7 @@ pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use scripts::TestRun;
 pub use users::{NewUser, UserChange, UserRow};
+pub use writes::MAX_UPDATE_MANY;
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
 /// else is logged once and reported as an internal error.
@@ -155,21 +158,30 @@ impl SchemaEpoch {
 /// The least time between two background checkpoints (see `Store::spawn_maintenance`).
 const CHECKPOINT_GAP: Duration = Duration::from_millis(100);
 
+/// How long a PostgreSQL statement may run when the store is opened without a request timeout
+/// (the command line tools).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an SQLite statement waits for a lock another connection or process holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Pooled SQLite connections for reads (two cores here; more connections would only hold
 /// more page caches).
 const READER_CONNECTIONS: u32 = 3;
+/// Pooled PostgreSQL connections, for reads and writes.
+const POSTGRES_CONNECTIONS: u32 = 16;
 /// Page cache of each reader connection, in KiB.
 const READER_CACHE_KIB: u32 = 8192;
 /// Page cache of the writer connection, in KiB: room for the pages a 500-row batch dirties
 /// (so they are not spilled to the log mid-transaction) and the index pages it keeps revisiting.
 const WRITER_CACHE_KIB: u32 = 8192;
 
-/// Opens an SQLite pool of `connections` connections with a `cache_kib` page cache each.
+/// Opens an SQLite pool of `connections` connections with a `cache_kib` page cache each. Each
+/// connection handed out is bound to its taker's request (see `cancel`).
 async fn connect_sqlite(
     url: &str,
     connections: u32,
     cache_kib: u32,
-    statement_timeout: Duration,
     statements: &Arc<AtomicU64>,
 ) -> StoreResult<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
@@ -181,7 +193,7 @@ async fn connect_sqlite(
         o.create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(statement_timeout)
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // Pages are read into each connection's page cache, not through a memory map: a
             // mapped page counts towards the server's resident memory once per connection that
@@ -199,6 +211,12 @@ async fn connect_sqlite(
             // does not linger readable in free space of the database file.
             .pragma("secure_delete", "ON")
     });
+    options.map_sqlx_sqlite_before_acquire(|connection, _| {
+        Box::pin(async move { cancel::bind(connection).await.map(|()| true) })
+    });
+    options.map_sqlx_sqlite_pool_opts(|pool| {
+        pool.after_connect(|connection, _| Box::pin(async move { cancel::bind(connection).await }))
+    });
     let mut db = Database::connect(options).await?;
     count_statements(&mut db, statements);
     Ok(db)
@@ -214,6 +232,14 @@ fn count_statements(db: &mut DatabaseConnection, statements: &Arc<AtomicU64>) {
 impl Store {
     /// Connects (creating an SQLite file if needed) and brings the system tables up to date.
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        Self::connect_with_timeout(url, DEFAULT_STATEMENT_TIMEOUT).await
+    }
+
+    /// `connect`, with PostgreSQL cancelling every statement that runs longer than
+    /// `statement_timeout`: the server passes its request timeout, so no statement goes on
+    /// long after the request that started it has been answered `TIMEOUT`. (SQLite statements
+    /// stop with their request, see `interruptible`.)
+    pub async fn connect_with_timeout(url: &str, statement_timeout: Duration) -> StoreResult<Store> {
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -221,7 +247,6 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let statement_timeout = Duration::from_secs(30);
         let schema = Arc::new(SchemaEpoch { start: Instant::now(), changed_nanos: AtomicU64::new(0) });
         let statements = Arc::new(AtomicU64::new(0));
         let (db, writer) = match backend {
@@ -233,16 +258,15 @@ impl Store {
                 // connection of its own (SQLite has one writer anyway), whose page cache then
                 // stays valid from one write to the next instead of being discarded whenever
                 // another pooled connection wrote in between.
-                let db =
-                    connect_sqlite(url, READER_CONNECTIONS, READER_CACHE_KIB, statement_timeout, &statements).await?;
-                let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, statement_timeout, &statements).await?;
+                let db = connect_sqlite(url, READER_CONNECTIONS, READER_CACHE_KIB, &statements).await?;
+                let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, &statements).await?;
                 (db, writer)
             }
             _ => {
                 let mut options = ConnectOptions::new(url.to_string());
                 options.sqlx_logging(false).acquire_timeout(Duration::from_secs(30));
                 let epoch = schema.clone();
-                options.max_connections(16).min_connections(1).statement_timeout(statement_timeout);
+                options.max_connections(POSTGRES_CONNECTIONS).min_connections(1).statement_timeout(statement_timeout);
                 options.map_sqlx_postgres_before_acquire(move |_, meta| {
                     let current = epoch.connection_is_current(meta.age);
                     Box::pin(async move { Ok(current) })
@@ -420,6 +444,10 @@ impl Store {
             }
         }
         for connection in &mut idle {
+            // Taken without the pool's hooks: unbind it from the last request first.
+            if cancel::bind(connection).await.is_err() {
+                continue;
+            }
             if let Err(e) = sea_orm::sqlx::query("PRAGMA shrink_memory").execute(&mut **connection).await {
                 tracing::warn!(error = %e, "cannot empty an SQLite page cache");
             }
@@ -429,6 +457,14 @@ impl Store {
     /// How many SQL statements this store has executed.
     pub fn statements_executed(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// How many reads can run at once: SQLite's reader connections, PostgreSQL's pool.
+    pub fn read_connections(&self) -> u32 {
+        match self.backend {
+            DbBackend::Sqlite => READER_CONNECTIONS,
+            _ => POSTGRES_CONNECTIONS,
+        }
     }
 
     pub fn backend(&self) -> DbBackend {
