@@ -47,7 +47,7 @@ pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use scripts::TestRun;
 pub use sensitive::{SensitiveRead, SensitiveReadQuery, Via};
-pub use users::{NewUser, UserChange, UserRow};
+pub use users::{LoginReservation, LoginSubject, NewUser, UserChange, UserRow};
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything
 /// else is logged once and reported as an internal error.
