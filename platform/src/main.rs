@@ -69,6 +69,8 @@ enum Command {
         scripts: ScriptArgs,
         #[command(flatten)]
         sensitive: SensitiveArgs,
+        #[command(flatten)]
+        login: LoginArgs,
     },
     /// Field encryption keys: status, online rotation, offline backups.
     Keys {
@@ -145,6 +147,54 @@ impl SensitiveArgs {
     }
 }
 
+/// Sign-in limits and the proxies in front of the server.
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// Failed sign-ins in a row that lock an account (from any address).
+    #[arg(long, env = "TESSERA_LOGIN_MAX_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    login_max_failures: u16,
+    /// Minutes a locked account stays locked.
+    #[arg(long, env = "TESSERA_LOGIN_LOCK_MINUTES", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_lock_minutes: u32,
+    /// Failed sign-ins one client address (IPv4, or IPv6 /64) may make per window; further
+    /// attempts are answered 429.
+    #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_address_failures: u32,
+    /// The window of the address limit, in minutes.
+    #[arg(long, env = "TESSERA_LOGIN_WINDOW_MINUTES", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    login_window_minutes: u32,
+    /// Password checks at once (each holds 7 MiB); default: the CPUs available.
+    #[arg(long, env = "TESSERA_LOGIN_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    login_hash_concurrency: Option<u16>,
+    /// Milliseconds a sign-in waits for a password check before it is answered 503.
+    #[arg(long, env = "TESSERA_LOGIN_QUEUE_MS", default_value_t = 2_000)]
+    login_queue_ms: u64,
+    /// Reverse proxies whose X-Forwarded-For names the client: addresses or CIDR networks,
+    /// comma-separated. Default none (the header is ignored).
+    #[arg(long, env = "TESSERA_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = tessera_platform::http::parse_trusted_proxy)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl LoginArgs {
+    fn apply(self, config: &mut Config) {
+        let limits = &mut config.login_limits;
+        limits.account_failures = i32::from(self.login_max_failures);
+        limits.lock_for = chrono::Duration::minutes(i64::from(self.login_lock_minutes));
+        limits.address_failures = self.login_address_failures as usize;
+        limits.window = std::time::Duration::from_secs(u64::from(self.login_window_minutes) * 60);
+        if let Some(n) = self.login_hash_concurrency {
+            limits.hash_concurrency = usize::from(n);
+        }
+        limits.hash_queue_wait = std::time::Duration::from_millis(self.login_queue_ms);
+        config.trusted_proxies = tessera_platform::http::TrustedProxies::new(self.trusted_proxies);
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -172,6 +222,7 @@ async fn main() -> std::process::ExitCode {
             data_key,
             scripts,
             sensitive,
+            login,
         } => {
             let mut config = Config {
                 database_url,
@@ -188,6 +239,7 @@ async fn main() -> std::process::ExitCode {
             config.limits.max_request_rows = max_request_rows;
             scripts.apply(&mut config);
             sensitive.apply(&mut config);
+            login.apply(&mut config);
             match start(config).await {
                 Ok(server) => {
                     println!("Tessera is listening on http://{}", server.addr);

@@ -29,6 +29,8 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     pub limits: Limits,
     pub login_limits: crate::auth::LoginLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: crate::http::TrustedProxies,
     /// The master key file of field encryption (default `./tessera.key`).
     pub data_key_file: Option<PathBuf>,
     /// The master key itself (base64, from `TESSERA_DATA_KEY`); wins over the file.
@@ -52,6 +54,7 @@ impl Default for Config {
             request_timeout: std::time::Duration::from_secs(30),
             limits: Limits::default(),
             login_limits: crate::auth::LoginLimits::default(),
+            trusted_proxies: Default::default(),
             data_key_file: None,
             data_key: None,
             script_limits: Default::default(),
@@ -69,6 +72,8 @@ pub enum StartError {
     Metadata(String),
     #[error("cannot create the first admin")]
     Admin,
+    #[error("cannot set up sign-in")]
+    Login,
     #[error("cannot load access rules: {0}")]
     Access(String),
     #[error("cannot set up field encryption: {0}")]
@@ -88,7 +93,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Users, roles, permissions; the cache of resolved tokens lives there too.
     pub access: Arc<AccessService>,
-    pub login_throttle: crate::auth::LoginThrottle,
+    pub login: Arc<crate::auth::LoginService>,
+    pub trusted_proxies: crate::http::TrustedProxies,
 }
 
 /// A server running in the background.
@@ -173,7 +179,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
         access,
-        login_throttle: crate::auth::LoginThrottle::new(config.login_limits.clone()),
+        login: Arc::new(
+            crate::auth::LoginService::new(store.clone(), config.login_limits.clone())
+                .map_err(|_| StartError::Login)?,
+        ),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let listener = TcpListener::bind(&config.bind).await.map_err(|e| StartError::Bind(config.bind.clone(), e))?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.bind.clone(), e))?;
@@ -181,10 +191,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let watcher = tokio::spawn(watch_changes(store.clone(), state.metadata.clone(), state.access.clone()));
     let maintenance = store.spawn_maintenance();
     let key_jobs = store.spawn_key_jobs();
+    let refusals = state.login.spawn_refusal_writer();
+    let login = state.login.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let log_on_exit = store.clone();
     let task = tokio::spawn(async move {
-        // The peer address throttles sign-ins per client.
+        // The peer address (or the one trusted proxies forwarded for) throttles sign-ins.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = stopped.await;
@@ -196,6 +208,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         if !log_on_exit.flush_access_log().await {
             tracing::error!("the sensitive access log could not be written before the server stopped");
         }
+        refusals.abort();
+        login.write_refusals(true).await;
         watcher.abort();
         key_jobs.abort();
         if let Some(m) = maintenance {

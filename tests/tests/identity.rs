@@ -235,8 +235,9 @@ async fn repeated_failed_sign_ins_lock_the_account_and_are_audited() {
         for _ in 0..5 {
             assert_eq!(attempt("wrong password!").await, 401);
         }
-        // Locked: even the right password is refused until the lock ends.
-        assert_eq!(attempt("a long enough password").await, 429);
+        // Locked: even the right password is refused until the lock ends, with the answer of a
+        // wrong one (a locked account must not be told from any other).
+        assert_eq!(attempt("a long enough password").await, 401);
         let r = t.meta_ok("query($id: String!) { user(id: $id) { lockedUntil } }", json!({"id": id})).await;
         assert!(!r["user"]["lockedUntil"].is_null());
         let r = t
@@ -275,8 +276,6 @@ async fn one_address_failing_many_sign_ins_is_throttled() {
         }
         assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
         assert_eq!(statuses[20], 429);
-        let r = t.meta_ok("{ auditLog(category: \"auth\", first: 1) { action after } }", json!({})).await;
-        assert_eq!(r["auditLog"][0]["action"], json!("login_throttled"));
     });
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_graphql::{ErrorExtensionValues, Response};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response as HttpResponse};
@@ -18,8 +19,10 @@ use crate::graphql::data_schema::DataContext;
 use crate::graphql::{Caller, explain_forbidden};
 use crate::server::AppState;
 
+mod client_addr;
 mod idle;
 
+pub use client_addr::{TrustedProxies, parse_trusted_proxy};
 pub use idle::SETTLED;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -33,7 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let idle = idle::IdleRelease::new(tessera_alloc::release, idle::SETTLED, settle);
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/auth/login", post(login))
+        .route("/auth/login", post(login).layer(DefaultBodyLimit::max(auth::LOGIN_MAX_BODY_BYTES)))
         .route("/graphql", post(data_api))
         .route("/graphql/metadata", post(metadata_api))
         .layer(DefaultBodyLimit::max(limit))
@@ -61,25 +64,48 @@ struct LoginRequest {
 async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> impl IntoResponse {
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResponse {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("a sign-in request has at most {} bytes", auth::LOGIN_MAX_BODY_BYTES);
+            return (StatusCode::PAYLOAD_TOO_LARGE, Json(error_body("BAD_USER_INPUT", &message))).into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
     let Ok(req) = serde_json::from_slice::<LoginRequest>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
             Json(error_body("BAD_USER_INPUT", "expected JSON {\"email\", \"password\"}")),
-        );
+        )
+            .into_response();
     };
-    match auth::login(&state.store, &state.login_throttle, &req.email, &req.password, peer.ip()).await {
-        Ok(token) => (StatusCode::OK, Json(json!({ "token": token }))),
-        Err(AuthError::BadCredentials) => {
-            (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", "wrong email or password")))
+    let client = state.trusted_proxies.client(peer.ip(), &headers);
+    match state.login.sign_in(&req.email, &req.password, client).await {
+        Ok(token) => (StatusCode::OK, Json(json!({ "token": token }))).into_response(),
+        Err(e @ AuthError::BadCredentials) => {
+            (StatusCode::UNAUTHORIZED, Json(error_body("UNAUTHENTICATED", &e.to_string()))).into_response()
         }
-        Err(AuthError::Throttled) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(error_body("UNAUTHENTICATED", "too many failed sign-ins; try again later")),
-        ),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error"))),
+        Err(e @ AuthError::Invalid(_)) => {
+            (StatusCode::BAD_REQUEST, Json(error_body("BAD_USER_INPUT", &e.to_string()))).into_response()
+        }
+        Err(e @ AuthError::Throttled { retry_after }) => {
+            retry_later(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", &e.to_string(), retry_after)
+        }
+        Err(e @ AuthError::Busy { retry_after }) => {
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &e.to_string(), retry_after)
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("INTERNAL_SERVER_ERROR", "internal error")))
+            .into_response(),
     }
+}
+
+/// An answer to try again after `after` (whole seconds in `Retry-After`, at least one).
+fn retry_later(status: StatusCode, code: &str, message: &str, after: std::time::Duration) -> HttpResponse {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    (status, [(header::RETRY_AFTER, seconds.max(1).to_string())], Json(error_body(code, message))).into_response()
 }
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (StatusCode, Json<serde_json::Value>)> {

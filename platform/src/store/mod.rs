@@ -55,7 +55,7 @@ pub use privacy::Erasure;
 pub use rekey::{FieldKeyUsage, KeyStatus, RekeyOptions, RotationOutcome};
 pub use roles::RoleRow;
 pub use scripts::TestRun;
-pub use users::{NewUser, UserChange, UserRow};
+pub use users::{LoginReservation, LoginSubject, NewUser, UserChange, UserRow};
 pub use writes::MAX_UPDATE_MANY;
 
 /// Failures of the store. User-facing problems are mapped by the layers above; everything

@@ -35,6 +35,22 @@ pub struct UserRow {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+/// A sign-in attempt reserved on an account (see `Store::reserve_login`).
+#[derive(Debug, Clone)]
+pub struct LoginReservation {
+    pub id: String,
+    pub password_hash: String,
+    /// Set when this attempt's count locked the account (a success unlocks it again).
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// An account as a refused sign-in's audit entry names it.
+#[derive(Debug, Clone)]
+pub struct LoginSubject {
+    pub id: String,
+    pub active: bool,
+}
+
 /// Changes to a user; `None` leaves a property as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
@@ -275,50 +291,75 @@ impl Store {
         Ok(self.users_where(Some(sea_query::Condition::all().add(Expr::col("id").eq(id)))).await?.pop())
     }
 
-    pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
-        let by_email = Expr::col("email").eq(email.to_lowercase());
-        Ok(self.users_where(Some(sea_query::Condition::all().add(by_email))).await?.pop())
-    }
-
-    /// Counts a failed sign-in; after `max` in a row the account is locked until `now + lock`.
-    /// Returns the lock's end when this failure locked it.
-    pub async fn record_failed_login(
+    /// Reserves a sign-in attempt on the account of `email`, before its password is checked:
+    /// counts it as a failure in a row at once (a success gives it back through
+    /// `clear_failed_logins`), and locks the account until `now + lock` when that count reaches
+    /// `max`. One statement, so parallel attempts on any node cannot all pass the limit. An
+    /// expired lock starts a new count. Returns nothing for an unknown, inactive or locked
+    /// account (the statement runs all the same, so all cost alike).
+    pub async fn reserve_login(
         &self,
-        id: &str,
+        email: &str,
         max: i32,
         lock: chrono::Duration,
-    ) -> StoreResult<Option<DateTime<Utc>>> {
+    ) -> StoreResult<Option<LoginReservation>> {
+        let now = Utc::now();
+        let not_locked = sea_query::Condition::any()
+            .add(Expr::col("locked_until").is_null())
+            .add(Expr::col("locked_until").lte(now));
+        // Rows past the `WHERE` with a lock have an expired one: their count starts again.
+        let count = || -> Expr {
+            sea_query::CaseStatement::new()
+                .case(Expr::col("locked_until").is_null(), Expr::col("failed_logins").add(1))
+                .finally(1)
+                .into()
+        };
+        let locks: Expr = sea_query::CaseStatement::new()
+            .case(count().gte(max), Expr::val(now + lock))
+            .finally(Expr::val(sea_query::Value::ChronoDateTimeUtc(None)))
+            .into();
+        let reserve = Query::update()
+            .table("sys_users")
+            .value("failed_logins", count())
+            .value("locked_until", locks)
+            .and_where(Expr::col("email").eq(email.to_lowercase()))
+            .and_where(Expr::col("active").eq(true))
+            .cond_where(not_locked)
+            .returning(Query::returning().columns(["id", "password_hash", "locked_until"]))
+            .to_owned();
         let _guard = self.write_guard().await;
-        let row = self
-            .writer
-            .query_one(
-                &Query::update()
-                    .table("sys_users")
-                    .value("failed_logins", Expr::col("failed_logins").add(1))
-                    .and_where(Expr::col("id").eq(id))
-                    .returning_col("failed_logins")
-                    .to_owned(),
-            )
-            .await?;
-        let failures: i32 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
-        if failures < max {
-            return Ok(None);
-        }
-        let until = Utc::now() + lock;
-        self.writer
-            .execute(
-                &Query::update()
-                    .table("sys_users")
-                    .value("failed_logins", 0)
-                    .value("locked_until", until)
-                    .and_where(Expr::col("id").eq(id))
-                    .to_owned(),
-            )
-            .await?;
-        Ok(Some(until))
+        let Some(row) = self.writer.query_one(&reserve).await? else { return Ok(None) };
+        let locked_until =
+            match super::codec::decode(&row, 2, super::codec::Storage::DateTime, self.backend, "locked_until")? {
+                tessera_metadata::Value::DateTime(d) => Some(d),
+                _ => None,
+            };
+        Ok(Some(LoginReservation {
+            id: row.try_get_by_index(0)?,
+            password_hash: row.try_get_by_index(1)?,
+            locked_until,
+        }))
     }
 
-    /// A successful sign-in clears the failure count.
+    /// Whether an account with `email` exists and may sign in, for the audit of a refused
+    /// sign-in.
+    pub async fn login_subject(&self, email: &str) -> StoreResult<Option<LoginSubject>> {
+        let row = self
+            .db
+            .query_one(
+                &Query::select()
+                    .columns(["id", "active"])
+                    .from("sys_users")
+                    .and_where(Expr::col("email").eq(email.to_lowercase()))
+                    .to_owned(),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LoginSubject { id: row.try_get_by_index(0)?, active: row.try_get_by_index(1)? }))
+    }
+
+    /// A successful sign-in hands its reservation back: the count of failures in a row starts
+    /// again, and a lock that count set is lifted.
     pub async fn clear_failed_logins(&self, id: &str) -> StoreResult<()> {
         let _guard = self.write_guard().await;
         self.writer
