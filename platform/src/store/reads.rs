@@ -18,6 +18,13 @@ use crate::graphql::{AggregateFn, AggregateQuery, AggregateRow, AggregateValue, 
 pub const SYSTEM_COLUMNS: [&str; 8] =
     ["id", "owner_id", "created_at", "updated_at", "created_by", "updated_by", "version", "deleted_at"];
 
+/// Whether `id` could name a record: records have UUIDs, so anything else names none, and is
+/// not sent to the database (where text that no column may hold, such as the NUL character,
+/// would fail the statement on PostgreSQL).
+pub(super) fn may_be_record_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok()
+}
+
 /// A column to read and how to decode it.
 #[derive(Debug, Clone)]
 pub struct ReadColumn {
@@ -81,6 +88,9 @@ impl Store {
         include_deleted: bool,
         scope: Option<&Filter>,
     ) -> StoreResult<Option<Record>> {
+        if !may_be_record_id(id) {
+            return Ok(None);
+        }
         let cols = read_columns(object, columns);
         let mut q = Self::base_select(object, &cols);
         q.and_where(Expr::col("id").eq(id));
@@ -104,6 +114,7 @@ impl Store {
         columns: &[String],
         scope: Option<&Filter>,
     ) -> StoreResult<Vec<Record>> {
+        let ids: Vec<String> = ids.iter().filter(|id| may_be_record_id(id)).cloned().collect();
         if ids.is_empty() {
             return Ok(Vec::new());
         }

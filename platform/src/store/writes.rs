@@ -16,7 +16,7 @@ use super::audit::{AuditEntry, append, append_rows};
 use super::codec::{Storage, storage, to_sql};
 use super::fence::Reach;
 use super::filter::condition;
-use super::reads::{SYSTEM_COLUMNS, read_columns};
+use super::reads::{SYSTEM_COLUMNS, may_be_record_id, read_columns};
 use super::scripts::SaveJob;
 use super::validation::{checked_columns, coerce_input};
 use super::{Store, StoreError, enforce};
@@ -578,6 +578,9 @@ impl Store {
         deleted: Option<bool>,
         scope: Option<&Filter>,
     ) -> DataResult<Option<Record>> {
+        if !may_be_record_id(id) {
+            return Ok(None);
+        }
         let cols: Vec<String> = object.fields.iter().map(|f| f.column()).collect();
         let read = read_columns(object, &cols);
         let mut q = Query::select();
