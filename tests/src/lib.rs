@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod customers;
+
 use serde_json::{Value, json};
 use tessera_platform::server::{Config, RunningServer, start};
 
@@ -345,4 +347,20 @@ impl TestServer {
     pub fn key_file(&self) -> Option<std::path::PathBuf> {
         self.db.as_ref().map(TestDatabase::key_file)
     }
+}
+
+/// The `tessera` binary of this build, built first if `cargo test` did not build it.
+pub fn tessera_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+    let bin = dir.join("tessera");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "tessera-platform", "--bin", "tessera"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the tessera binary");
+    }
+    bin
 }

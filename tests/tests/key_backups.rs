@@ -9,21 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use tessera_tests::each_backend;
-
-/// The `tessera` binary of this build, built first if `cargo test` did not build it.
-fn tessera() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let bin = dir.join("tessera");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "tessera-platform", "--bin", "tessera"]).status().unwrap();
-        assert!(status.success(), "building the tessera binary");
-    }
-    bin
-}
+use tessera_tests::{each_backend, tessera_binary as tessera};
 
 const PASSPHRASE: &str = "a long enough passphrase";
 

@@ -10,21 +10,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
-use tessera_tests::{TestServer, each_backend};
-
-/// The `tessera` binary of this build, built first if `cargo test` did not build it.
-fn tessera() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let bin = dir.join("tessera");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status =
-            Command::new(cargo).args(["build", "-p", "tessera-platform", "--bin", "tessera"]).status().unwrap();
-        assert!(status.success(), "building the tessera binary");
-    }
-    bin
-}
+use tessera_tests::{TestServer, each_backend, tessera_binary as tessera};
 
 fn keys_command(t: &TestServer, args: &[&str]) -> Command {
     let mut c = Command::new(tessera());

@@ -8,52 +8,8 @@
 use base64::Engine;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
+use tessera_tests::customers::{EMAIL, ID_NUMBER, PHONE, create_customer, customer_object};
 use tessera_tests::{Backend, TestServer, each_backend, error_codes, field_errors};
-
-const PHONE: &str = "13812345678";
-const ID_NUMBER: &str = "110101199003071234";
-const EMAIL: &str = "li.lei@example.com";
-
-/// A customer object whose phone is encrypted, searchable and unique, whose ID number is
-/// encrypted, and whose email is encrypted and searchable; and purchases pointing at customers.
-async fn customer_object(t: &TestServer) {
-    t.object(
-        "customer",
-        "customers",
-        vec![
-            json!({"name": "name", "label": "姓名", "type": "TEXT", "sensitive": {"mask": "NAME"}}),
-            json!({"name": "phone", "label": "手机号", "type": "PHONE", "unique": true,
-                   "sensitive": {"encrypted": true, "searchable": true}}),
-            json!({"name": "id_number", "label": "身份证号", "type": "TEXT",
-                   "sensitive": {"encrypted": true, "mask": "ID_NUMBER"}}),
-            json!({"name": "email", "label": "Email", "type": "EMAIL",
-                   "sensitive": {"encrypted": true, "searchable": true}}),
-            json!({"name": "city", "label": "城市", "type": "TEXT"}),
-        ],
-    )
-    .await;
-    t.object(
-        "purchase",
-        "purchases",
-        vec![
-            json!({"name": "title", "label": "Title", "type": "TEXT"}),
-            json!({"name": "customer", "label": "Customer", "type": "LOOKUP", "target": "customer"}),
-        ],
-    )
-    .await;
-}
-
-async fn create_customer(t: &TestServer, name: &str, phone: &str, id_number: &str, email: &str) -> String {
-    let r = t
-        .data_ok(
-            "mutation($d: CustomerInput!) { createCustomer(data: $d) { id phone idNumber email } }",
-            json!({"d": {"name": name, "phone": phone, "idNumber": id_number, "email": email, "city": "Beijing"}}),
-        )
-        .await;
-    // The writer gets back what they wrote.
-    assert_eq!(r["createCustomer"]["phone"], phone);
-    r["createCustomer"]["id"].as_str().unwrap().to_string()
-}
 
 /// Every byte the database holds for the test: the SQLite files (database and write-ahead
 /// log), or a text dump of every table of the PostgreSQL database.

@@ -102,6 +102,24 @@ struct Contents {
     key_ring: Vec<BackupRow>,
 }
 
+impl Contents {
+    fn of(master: &MasterKey, rows: &[KeyRingRow]) -> Contents {
+        Contents {
+            master_key: master.encode().expose().clone(),
+            key_ring: rows
+                .iter()
+                .map(|r| BackupRow {
+                    purpose: r.purpose.clone(),
+                    version: r.version,
+                    wrapped: r.wrapped.clone(),
+                    created_at: r.created_at,
+                    retired_at: r.retired_at,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What a backup holds once opened.
 #[derive(Debug)]
 pub struct KeyBackup {
@@ -149,19 +167,7 @@ pub fn seal_backup(master: &MasterKey, rows: &[KeyRingRow], passphrase: &str) ->
         salt: STANDARD_NO_PAD.encode(salt),
     };
     let key = derive(passphrase, &kdf)?;
-    let contents = Contents {
-        master_key: master.encode().expose().clone(),
-        key_ring: rows
-            .iter()
-            .map(|r| BackupRow {
-                purpose: r.purpose.clone(),
-                version: r.version,
-                wrapped: r.wrapped.clone(),
-                created_at: r.created_at,
-                retired_at: r.retired_at,
-            })
-            .collect(),
-    };
+    let contents = Contents::of(master, rows);
     let plain = Secret::new(serde_json::to_vec(&contents).map_err(|e| BackupError::Format(e.to_string()))?);
     let header = Header { format: FORMAT.into(), version: VERSION, created_at: Utc::now(), kdf };
     let sealed = seal(&key.cipher(), &header.aad()?, plain.expose());
@@ -264,19 +270,7 @@ mod tests {
             },
         };
         let key = derive("a long passphrase here", &header.kdf).unwrap();
-        let contents = Contents {
-            master_key: master.encode().expose().clone(),
-            key_ring: rows
-                .iter()
-                .map(|r| BackupRow {
-                    purpose: r.purpose.clone(),
-                    version: r.version,
-                    wrapped: r.wrapped.clone(),
-                    created_at: r.created_at,
-                    retired_at: r.retired_at,
-                })
-                .collect(),
-        };
+        let contents = Contents::of(&master, &rows);
         let sealed = seal(&key.cipher(), V1_AAD, &serde_json::to_vec(&contents).unwrap());
         let text = serde_json::to_string(&SealedFile { header, sealed }).unwrap();
         let opened = open_backup(&text, "a long passphrase here").unwrap();
